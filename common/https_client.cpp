@@ -1,0 +1,251 @@
+#include "https_client.hpp"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/url/parse.hpp>
+#include <spdlog/fmt/fmt.h>
+
+#include <openssl/x509.h>
+
+#include <memory>
+
+namespace iam_tokend {
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+namespace ssl = asio::ssl;
+using asio::use_awaitable;
+using asio::ip::tcp;
+using namespace asio::experimental::awaitable_operators;
+
+namespace {
+
+enum class Phase { trust_store, resolve, connect, handshake, send, headers, body };
+
+std::string_view to_string(Phase phase)
+{
+    switch (phase) {
+    case Phase::trust_store:
+        return "loading the trust store";
+    case Phase::resolve:
+        return "resolving the host";
+    case Phase::connect:
+        return "connecting";
+    case Phase::handshake:
+        return "the TLS handshake";
+    case Phase::send:
+        return "sending the request";
+    case Phase::headers:
+        return "reading the reply headers";
+    case Phase::body:
+        return "reading the reply body";
+    }
+    return "unknown";
+}
+
+// What an exchange has got to, shared with the caller that may time it out.
+struct Progress {
+    Phase phase = Phase::trust_store;
+    std::string peer;       // host:port, for messages
+    std::string tls_detail; // OpenSSL's reason when verification failed
+};
+
+std::chrono::steady_clock::duration to_duration(Seconds seconds)
+{
+    return std::chrono::duration_cast<std::chrono::steady_clock::duration>(seconds);
+}
+
+ssl::context make_tls_context(const std::optional<std::string>& ca_file)
+{
+    ssl::context context(ssl::context::tls_client);
+    context.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2
+                        | ssl::context::no_sslv3 | ssl::context::no_tlsv1
+                        | ssl::context::no_tlsv1_1);
+    context.set_verify_mode(ssl::verify_peer);
+    if (ca_file) {
+        context.load_verify_file(*ca_file);
+    } else {
+        context.set_default_verify_paths();
+    }
+    return context;
+}
+
+bool is_ip_address(const std::string& host)
+{
+    boost::system::error_code ec;
+    asio::ip::make_address(host, ec);
+    return !ec;
+}
+
+asio::awaitable<HttpReply>
+exchange(asio::any_io_executor executor, HttpsRequest request, std::shared_ptr<Progress> progress)
+{
+    auto url = boost::urls::parse_uri(request.url).value();
+    std::string host = url.host_address();
+    std::string port = url.has_port() ? std::string(url.port()) : "443";
+    progress->peer = host + ":" + port;
+
+    ssl::context context = make_tls_context(request.ca_file);
+    progress->phase = Phase::resolve;
+    ssl::stream<tcp::socket> stream(executor, context);
+    if (!is_ip_address(host)) {
+        // SNI carries names only, never addresses (RFC 6066).
+        // (SSL_set_tlsext_host_name, spelt out to avoid the macro's C cast.)
+        SSL_ctrl(stream.native_handle(),
+                 SSL_CTRL_SET_TLSEXT_HOSTNAME,
+                 TLSEXT_NAMETYPE_host_name,
+                 const_cast<char*>(host.c_str()));
+    }
+    stream.set_verify_callback(ssl::host_name_verification(host));
+
+    // Resolving and connecting share the connect deadline.
+    auto connect = [](asio::any_io_executor ex,
+                      tcp::socket& socket,
+                      std::string h,
+                      std::string p,
+                      std::shared_ptr<Progress> state) -> asio::awaitable<void> {
+        tcp::resolver resolver(ex);
+        auto endpoints = co_await resolver.async_resolve(h, p, use_awaitable);
+        state->phase = Phase::connect;
+        co_await asio::async_connect(socket, endpoints, use_awaitable);
+    };
+    asio::steady_timer connect_deadline(executor, to_duration(request.timeouts.connect));
+    auto connected = co_await (connect(executor, stream.next_layer(), host, port, progress)
+                               || connect_deadline.async_wait(use_awaitable));
+    if (connected.index() == 1) {
+        throw boost::system::system_error(asio::error::timed_out);
+    }
+
+    progress->phase = Phase::handshake;
+    try {
+        co_await stream.async_handshake(ssl::stream_base::client, use_awaitable);
+    } catch (const boost::system::system_error&) {
+        long verdict = SSL_get_verify_result(stream.native_handle());
+        if (verdict != X509_V_OK) {
+            progress->tls_detail = X509_verify_cert_error_string(verdict);
+        }
+        throw;
+    }
+
+    progress->phase = Phase::send;
+    std::string target(url.encoded_path());
+    if (target.empty()) {
+        target = "/";
+    }
+    if (url.has_query()) {
+        target += "?" + std::string(url.encoded_query());
+    }
+    http::request<http::string_body> message{http::verb::post, target, 11};
+    message.set(http::field::host, url.encoded_host_and_port());
+    message.set(http::field::user_agent, "iam-tokend/" IAM_TOKEND_VERSION);
+    message.set(http::field::connection, "close");
+    for (const auto& [name, value] : request.headers) {
+        message.set(name, value);
+    }
+    message.body() = std::move(request.body);
+    message.prepare_payload();
+    co_await http::async_write(stream, message, use_awaitable);
+
+    progress->phase = Phase::headers;
+    boost::beast::flat_buffer buffer;
+    http::response_parser<http::string_body> parser;
+    parser.header_limit(max_reply_header);
+    parser.body_limit(max_reply_body);
+    co_await http::async_read_header(stream, buffer, parser, use_awaitable);
+
+    progress->phase = Phase::body;
+    co_await http::async_read(stream, buffer, parser, use_awaitable);
+
+    auto response = parser.release();
+    HttpReply reply;
+    reply.status = static_cast<int>(response.result_int());
+    reply.content_type = std::string(response[http::field::content_type]);
+    if (auto it = response.find(http::field::retry_after); it != response.end()) {
+        reply.retry_after = std::string(it->value());
+    }
+    reply.body = std::move(response.body());
+    co_return reply;
+}
+
+Failure classify(const boost::system::error_code& ec, const Progress& progress)
+{
+    Failure failure;
+    std::string where = std::string(to_string(progress.phase)) + " (" + progress.peer + ")";
+
+    if (progress.phase == Phase::trust_store) {
+        failure.kind = FailureKind::tls;
+        failure.message = "cannot load the trust store: " + ec.message();
+        return failure;
+    }
+    if (ec == asio::error::timed_out) {
+        failure.kind = FailureKind::timeout;
+        failure.message = "connect deadline passed while " + where;
+        return failure;
+    }
+    if (ec == http::error::body_limit) {
+        failure.kind = FailureKind::bad_response;
+        failure.message = "reply body larger than " + std::to_string(max_reply_body) + " bytes";
+        return failure;
+    }
+    if (ec == http::error::header_limit) {
+        failure.kind = FailureKind::bad_response;
+        failure.message = "reply headers larger than " + std::to_string(max_reply_header) + " bytes";
+        return failure;
+    }
+    if (ec == http::error::partial_message || ec == ssl::error::stream_truncated
+        || ec == http::error::end_of_stream) {
+        failure.kind = FailureKind::network;
+        failure.message = "connection closed before the reply was complete, while " + where;
+        return failure;
+    }
+    if (progress.phase == Phase::handshake) {
+        failure.kind = FailureKind::tls;
+        failure.message = "TLS handshake failed with " + progress.peer + ": " + ec.message();
+        if (!progress.tls_detail.empty()) {
+            failure.message += " (" + progress.tls_detail + ")";
+        }
+        return failure;
+    }
+    if (ec.category() == make_error_code(http::error::body_limit).category()) {
+        failure.kind = FailureKind::bad_response;
+        failure.message = "malformed HTTP reply while " + where + ": " + ec.message();
+        return failure;
+    }
+    failure.kind = FailureKind::network;
+    failure.message = ec.message() + " while " + where;
+    return failure;
+}
+
+} // namespace
+
+asio::awaitable<boost::system::result<HttpReply, Failure>>
+https_post(asio::any_io_executor executor, HttpsRequest request)
+{
+    auto progress = std::make_shared<Progress>();
+    Seconds limit = request.timeouts.request;
+    asio::steady_timer deadline(executor, to_duration(limit));
+
+    try {
+        auto outcome = co_await (exchange(executor, std::move(request), progress)
+                                 || deadline.async_wait(use_awaitable));
+        if (outcome.index() == 1) {
+            Failure failure;
+            failure.kind = FailureKind::timeout;
+            failure.message = fmt::format("request deadline of {:g} s passed while {} ({})",
+                                          limit.count(),
+                                          to_string(progress->phase),
+                                          progress->peer);
+            co_return failure;
+        }
+        co_return std::get<0>(std::move(outcome));
+    } catch (const boost::system::system_error& error) {
+        co_return classify(error.code(), *progress);
+    }
+}
+
+} // namespace iam_tokend

@@ -1,0 +1,45 @@
+// One HTTPS POST to IAM, as a coroutine with verified TLS and two deadlines.
+//
+// TLS is always verified: against the system store, or against `ca_file`
+// alone when one is set. SNI is sent and the certificate must name the host.
+// `connect` bounds resolving and connecting; `request` bounds the whole
+// exchange (connect, handshake, request, headers and body) so a server that
+// drips one byte at a time cannot hold an attempt open. A timeout names the
+// phase it interrupted. Replies are read up to max_reply_body bytes.
+//
+// Each call opens its own connection and TLS context: IAM is called once per
+// refresh, so there is nothing worth pooling, and a rotated `ca_file` is
+// picked up at the next attempt.
+#pragma once
+
+#include "config.hpp"
+#include "failure.hpp"
+#include "iam_response.hpp"
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/system/result.hpp>
+
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace iam_tokend {
+
+inline constexpr std::size_t max_reply_body = 64 * 1024;
+inline constexpr std::size_t max_reply_header = 16 * 1024;
+
+struct HttpsRequest {
+    std::string url; // https://host[:port]/path, validated by the config
+    std::vector<std::pair<std::string, std::string>> headers;
+    std::string body;
+    std::optional<std::string> ca_file;
+    Timeouts timeouts;
+};
+
+// The reply whatever its status, or a Failure when none was read.
+boost::asio::awaitable<boost::system::result<HttpReply, Failure>>
+https_post(boost::asio::any_io_executor executor, HttpsRequest request);
+
+} // namespace iam_tokend

@@ -1,0 +1,182 @@
+#include "daemon.hpp"
+
+#include "log.hpp"
+#include "secret.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <stdexcept>
+
+#include <sys/resource.h>
+
+namespace iam_tokend {
+namespace asio = boost::asio;
+
+namespace {
+
+// Many clients at once must queue, not fail on the descriptor limit.
+void raise_open_file_limit()
+{
+    rlimit limit{};
+    if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+        limit.rlim_cur = limit.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &limit);
+    }
+}
+
+constexpr std::chrono::milliseconds stop_poll_interval{20};
+
+} // namespace
+
+Daemon::Daemon(std::string config_path, Config config)
+    : config_path_(std::move(config_path))
+    , config_(std::move(config))
+    , router_(profiles_)
+    , signals_(io_, SIGTERM, SIGINT, SIGHUP)
+    , stop_timer_(io_)
+{
+    raise_open_file_limit();
+    std::signal(SIGPIPE, SIG_IGN);
+    profiles_ = make_profiles(config_, nullptr);
+    server_ = std::make_unique<LocalServer>(io_.get_executor(), router_, config_.socket);
+}
+
+Profiles Daemon::make_profiles(const Config& config, const Profiles* current)
+{
+    Profiles profiles;
+    profiles.default_name = config.default_profile;
+    for (const auto& [name, profile] : config.profiles) {
+        auto secret = load_secret(profile.secret);
+        if (!secret.ok()) {
+            throw std::runtime_error("profiles." + name + ": " + secret.error);
+        }
+
+        // An unchanged profile keeps its source, and with it its token.
+        if (current != nullptr) {
+            auto it = current->sources.find(name);
+            if (it != current->sources.end() && it->second->profile() == profile
+                && it->second->secret() == secret.value) {
+                profiles.sources[name] = it->second;
+                continue;
+            }
+        }
+        profiles.sources[name] =
+            std::make_shared<TokenSource>(io_.get_executor(), profile, std::move(secret.value));
+    }
+    return profiles;
+}
+
+int Daemon::run()
+{
+    spdlog::info("iam-tokend {} starting with {} profile(s) from {}",
+                 IAM_TOKEND_VERSION,
+                 profiles_.sources.size(),
+                 config_path_);
+    for (auto& [name, source] : profiles_.sources) {
+        source->start();
+    }
+    server_->start();
+    wait_for_signal();
+
+    io_.run();
+    spdlog::info("iam-tokend stopped");
+    return 0;
+}
+
+void Daemon::wait_for_signal()
+{
+    signals_.async_wait([this](boost::system::error_code ec, int number) {
+        if (!ec) {
+            on_signal(number);
+        }
+    });
+}
+
+void Daemon::on_signal(int number)
+{
+    if (number == SIGHUP) {
+        reload();
+        wait_for_signal();
+        return;
+    }
+    spdlog::info("received {}, stopping", number == SIGTERM ? "SIGTERM" : "SIGINT");
+    begin_stop();
+}
+
+void Daemon::reload()
+{
+    spdlog::info("received SIGHUP, reloading {}", config_path_);
+    auto loaded = load_config(config_path_);
+    if (!loaded.config) {
+        for (const auto& problem : loaded.problems) {
+            spdlog::warn("reload rejected: {}: {}", config_path_, problem);
+        }
+        spdlog::warn("reload rejected; the running configuration stays in force");
+        return;
+    }
+
+    Profiles next;
+    try {
+        next = make_profiles(*loaded.config, &profiles_);
+    } catch (const std::exception& e) {
+        spdlog::warn("reload rejected: {}; the running configuration stays in force", e.what());
+        return;
+    }
+
+    const SocketSettings& socket = loaded.config->socket;
+    if (socket.path != config_.socket.path || socket.mode != config_.socket.mode
+        || socket.group != config_.socket.group) {
+        spdlog::warn("socket settings changed; they take effect at the next restart");
+    }
+
+    for (auto& [name, source] : profiles_.sources) {
+        auto it = next.sources.find(name);
+        if (it == next.sources.end() || it->second != source) {
+            source->stop();
+        }
+    }
+    for (auto& [name, source] : next.sources) {
+        source->start();
+    }
+
+    setup_logging(loaded.config->log);
+    config_ = std::move(*loaded.config);
+    profiles_ = std::move(next);
+    spdlog::info("reloaded: {} profile(s), default {}",
+                 profiles_.sources.size(),
+                 profiles_.default_name);
+}
+
+void Daemon::begin_stop()
+{
+    if (stopping_) {
+        return;
+    }
+    stopping_ = true;
+    signals_.cancel();
+    server_->stop();
+    for (auto& [name, source] : profiles_.sources) {
+        source->stop();
+    }
+    stop_deadline_ = std::chrono::steady_clock::now() + stop_grace;
+    finish_stop_when_idle();
+}
+
+// Replies under way get up to stop_grace to finish; then the loop ends,
+// abandoning any IAM exchange still in progress.
+void Daemon::finish_stop_when_idle()
+{
+    if (server_->busy() == 0 || std::chrono::steady_clock::now() >= stop_deadline_) {
+        io_.stop();
+        return;
+    }
+    stop_timer_.expires_after(stop_poll_interval);
+    stop_timer_.async_wait([this](boost::system::error_code ec) {
+        if (!ec) {
+            finish_stop_when_idle();
+        }
+    });
+}
+
+} // namespace iam_tokend

@@ -1,0 +1,55 @@
+// The running service: config, token sources, the local server and the
+// signals that steer them.
+//
+// Threading: the whole daemon runs on one io_context driven by one thread
+// (the caller of run()). Every coroutine, timer and handler shares it, so no
+// state here or in the token sources needs a lock.
+#pragma once
+
+#include "config.hpp"
+#include "local_server.hpp"
+#include "routes.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+namespace iam_tokend {
+
+// How long a stop waits for replies under way before it ends the loop.
+inline constexpr std::chrono::seconds stop_grace{5};
+
+class Daemon {
+public:
+    // Loads every secret and opens the socket; throws std::runtime_error
+    // with an operator-facing message when that is not possible.
+    Daemon(std::string config_path, Config config);
+
+    // Serves until SIGTERM or SIGINT; returns the process exit code.
+    int run();
+
+private:
+    void wait_for_signal();
+    void on_signal(int number);
+    void reload();
+    void begin_stop();
+    void finish_stop_when_idle();
+    Profiles make_profiles(const Config& config, const Profiles* current);
+
+    boost::asio::io_context io_;
+    std::string config_path_;
+    Config config_;
+    Profiles profiles_;
+    Router router_;
+    std::unique_ptr<LocalServer> server_;
+    boost::asio::signal_set signals_;
+    boost::asio::steady_timer stop_timer_;
+    std::chrono::steady_clock::time_point stop_deadline_{};
+    bool stopping_ = false;
+};
+
+} // namespace iam_tokend

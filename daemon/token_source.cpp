@@ -1,0 +1,441 @@
+#include "token_source.hpp"
+
+#include "https_client.hpp"
+#include "iam_request.hpp"
+#include "log.hpp"
+#include "spawn.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json/value.hpp>
+#include <spdlog/spdlog.h>
+
+#include <openssl/crypto.h>
+
+#include <algorithm>
+#include <bit>
+
+namespace iam_tokend {
+namespace asio = boost::asio;
+namespace json = boost::json;
+using asio::as_tuple;
+using asio::use_awaitable;
+
+namespace {
+
+BootClock::duration to_boot(Seconds seconds)
+{
+    return std::chrono::duration_cast<BootClock::duration>(seconds);
+}
+
+std::int64_t whole_seconds(BootClock::duration duration)
+{
+    return std::chrono::floor<std::chrono::seconds>(duration).count();
+}
+
+std::int64_t unix_time(std::chrono::system_clock::time_point at)
+{
+    return std::chrono::floor<std::chrono::seconds>(at.time_since_epoch()).count();
+}
+
+std::string_view to_string(AttemptGrant grant)
+{
+    return grant == AttemptGrant::refresh_token ? "refresh_token" : "apikey";
+}
+
+json::value failure_json(const Failure& failure)
+{
+    json::object out;
+    out["kind"] = to_string(failure.kind);
+    out["message"] = failure.message;
+    out["http_status"] = failure.http_status ? json::value(*failure.http_status) : nullptr;
+    out["error_code"] = failure.error_code ? json::value(*failure.error_code) : nullptr;
+    out["request_id"] = failure.request_id ? json::value(*failure.request_id) : nullptr;
+    return out;
+}
+
+} // namespace
+
+std::string_view to_string(SourceState state)
+{
+    switch (state) {
+    case SourceState::starting:
+        return "starting";
+    case SourceState::valid:
+        return "valid";
+    case SourceState::refreshing:
+        return "refreshing";
+    case SourceState::degraded:
+        return "degraded";
+    case SourceState::expired:
+        return "expired";
+    }
+    return "unknown";
+}
+
+TokenSource::TokenSource(asio::any_io_executor executor, Profile profile, std::string secret)
+    : executor_(std::move(executor))
+    , profile_(std::move(profile))
+    , secret_(std::move(secret))
+    , random_(std::random_device{}())
+    , next_attempt_(BootClock::now())
+    , wakeup_(executor_)
+{
+}
+
+TokenSource::~TokenSource()
+{
+    OPENSSL_cleanse(secret_.data(), secret_.size());
+    if (refresh_token_) {
+        OPENSSL_cleanse(refresh_token_->data(), refresh_token_->size());
+    }
+}
+
+void TokenSource::start()
+{
+    if (running_) {
+        return;
+    }
+    running_ = true;
+    // The completion handler holds the source alive until run() returns.
+    asio::co_spawn(executor_,
+                   run(),
+                   log_escape("[profile " + profile_.name + "] refresh loop", shared_from_this()));
+}
+
+void TokenSource::stop()
+{
+    stopping_ = true;
+    wakeup_.cancel();
+    wake_waiters();
+}
+
+asio::awaitable<void> TokenSource::run()
+{
+    spdlog::debug("[profile {}] token source started for {}", profile_.name, profile_.iam_url);
+    while (!stopping_) {
+        auto now = BootClock::now();
+        if (now >= next_attempt_) {
+            co_await attempt();
+            continue;
+        }
+
+        // Also wake when the token stops being servable, to say so once.
+        auto wake = next_attempt_;
+        if (token_ && !expired_warned_) {
+            wake = std::min(wake, token_->expires_at - to_boot(profile_.refresh.min_valid));
+        }
+        wakeup_.expires_after(std::max(wake - now, BootClock::duration::zero()));
+        co_await wakeup_.async_wait(as_tuple(use_awaitable));
+
+        if (token_ && !expired_warned_ && !current()) {
+            expired_warned_ = true;
+            spdlog::error("[profile {}] token {} is no longer servable and no new one was had: {}",
+                          profile_.name,
+                          token_->fingerprint,
+                          last_error_ ? last_error_->describe() : "no attempt finished yet");
+        }
+    }
+}
+
+asio::awaitable<void> TokenSource::attempt()
+{
+    AttemptGrant grant = refresh_token_ ? AttemptGrant::refresh_token : AttemptGrant::apikey;
+    HttpsRequest request = grant == AttemptGrant::refresh_token
+                               ? refresh_request(profile_, *refresh_token_)
+                               : login_request(profile_, secret_);
+
+    in_flight_ = true;
+    last_grant_ = grant;
+    auto sent = BootClock::now();
+    auto sent_wall = std::chrono::system_clock::now();
+    last_attempt_start_ = sent;
+    last_attempt_at_ = sent_wall;
+    spdlog::debug("[profile {}] asking IAM for a token ({} grant)", profile_.name, to_string(grant));
+
+    auto reply = co_await https_post(executor_, std::move(request));
+    in_flight_ = false;
+    ++attempts_done_;
+    if (stopping_) {
+        co_return;
+    }
+
+    if (!reply) {
+        fail(reply.error(), grant);
+    } else if (auto parsed = parse_token_reply(*reply); !parsed) {
+        Failure failure = parsed.error();
+        if (reply->retry_after) {
+            failure.retry_after = parse_retry_after(*reply->retry_after, sent_wall);
+        }
+        fail(std::move(failure), grant);
+    } else {
+        if (grant == AttemptGrant::refresh_token) {
+            ++refreshes_;
+        } else {
+            ++logins_;
+        }
+        install(std::move(*parsed), sent, sent_wall);
+    }
+    wake_waiters();
+}
+
+void TokenSource::install(TokenGrant grant,
+                          BootClock::time_point sent,
+                          std::chrono::system_clock::time_point sent_wall)
+{
+    auto token = std::make_shared<Token>();
+    token->access_token = std::move(grant.access_token);
+    token->token_type = std::move(grant.token_type);
+    token->fingerprint = fingerprint(token->access_token);
+    token->obtained_at = sent;
+    token->expires_at = sent + grant.expires_in;
+    token->expiration = sent_wall + grant.expires_in;
+    token->iam_expiration = grant.expiration;
+
+    // A reply without a refresh token keeps the one we have.
+    if (grant.refresh_token) {
+        refresh_token_ = std::move(grant.refresh_token);
+    }
+
+    auto now = BootClock::now();
+    std::uniform_real_distribution<double> jitter(-1.0, 1.0);
+    next_attempt_ = refresh_time(sent, grant.expires_in, now, profile_.refresh, jitter(random_));
+    last_attempt_ok_ = true;
+
+    // A token that does not outlive the one we hold is no progress: keep the
+    // old one and let the backoff space out further attempts.
+    if (token_ && token->expires_at <= token_->expires_at) {
+        ++consecutive_failures_;
+        std::uniform_real_distribution<double> draw(0.0, 1.0);
+        auto delay = backoff_delay(consecutive_failures_, profile_.refresh, draw(random_));
+        next_attempt_ = std::max(next_attempt_, now + to_boot(delay));
+        if (consecutive_failures_ == 1) {
+            spdlog::warn("[profile {}] IAM's new token does not outlive the current one; "
+                         "keeping token {} and retrying in {:.1f} s",
+                         profile_.name,
+                         token_->fingerprint,
+                         delay.count());
+        }
+        return;
+    }
+
+    consecutive_failures_ = 0;
+    expired_warned_ = false;
+    token_ = std::move(token);
+    spdlog::info("[profile {}] new token {} valid for {} s, next refresh in {} s",
+                 profile_.name,
+                 token_->fingerprint,
+                 grant.expires_in.count(),
+                 whole_seconds(next_attempt_ - now));
+    if (token_->iam_expiration) {
+        auto skew = *token_->iam_expiration - unix_time(token_->expiration);
+        if (std::abs(skew) > 60) {
+            spdlog::warn("[profile {}] local clock differs from IAM's by about {} s",
+                         profile_.name,
+                         -skew);
+        }
+    }
+}
+
+void TokenSource::fail(Failure failure, AttemptGrant grant)
+{
+    Reaction reaction = react_to(failure, grant);
+    ++failures_;
+    last_attempt_ok_ = false;
+    auto now = BootClock::now();
+
+    if (reaction == Reaction::login_now) {
+        // The refresh token is dead; it is dropped, not retried.
+        refresh_token_.reset();
+        next_attempt_ = now;
+    } else {
+        ++consecutive_failures_;
+        std::uniform_real_distribution<double> draw(0.0, 1.0);
+        Seconds delay = reaction == Reaction::credential_error
+                            ? credential_retry_delay(profile_.refresh, failure.retry_after)
+                            : backoff_delay(consecutive_failures_,
+                                            profile_.refresh,
+                                            draw(random_),
+                                            failure.retry_after);
+        next_attempt_ = now + to_boot(delay);
+    }
+
+    log_failure(failure, grant, reaction);
+    last_error_ = std::move(failure);
+}
+
+void TokenSource::log_failure(const Failure& failure, AttemptGrant grant, Reaction reaction)
+{
+    auto retry_in = std::chrono::duration<double>(next_attempt_ - BootClock::now()).count();
+    if (reaction == Reaction::login_now) {
+        spdlog::warn("[profile {}] IAM rejected the refresh token ({}); logging in again",
+                     profile_.name,
+                     failure.describe());
+        return;
+    }
+
+    // Repeats of the same failure are logged at 1, 2, 4, 8... in a row.
+    bool same = last_error_ && last_error_->kind == failure.kind
+                && last_error_->error_code == failure.error_code
+                && last_error_->http_status == failure.http_status;
+    bool loud = !same || std::has_single_bit(static_cast<unsigned>(consecutive_failures_));
+    bool have_token = current() != nullptr;
+    auto level = !loud                                       ? spdlog::level::debug
+                 : reaction == Reaction::credential_error    ? spdlog::level::err
+                 : have_token                                ? spdlog::level::warn
+                                                             : spdlog::level::err;
+    spdlog::log(level,
+                "[profile {}] {} grant failed ({} in a row): {}: {}; {}, retrying in {:.1f} s",
+                profile_.name,
+                to_string(grant),
+                consecutive_failures_,
+                to_string(failure.kind),
+                failure.describe(),
+                have_token ? "still serving token " + token_->fingerprint : "no token to serve",
+                retry_in);
+}
+
+std::shared_ptr<const Token> TokenSource::current(Seconds min_valid) const
+{
+    if (!token_) {
+        return nullptr;
+    }
+    auto left = token_->expires_at - BootClock::now();
+    if (left <= to_boot(required(min_valid))) {
+        return nullptr;
+    }
+    return token_;
+}
+
+Seconds TokenSource::required(Seconds min_valid) const
+{
+    return std::max(min_valid, profile_.refresh.min_valid);
+}
+
+asio::awaitable<std::shared_ptr<const Token>> TokenSource::get(Seconds min_valid, Seconds wait)
+{
+    if (auto token = current(min_valid)) {
+        co_return token;
+    }
+    request_attempt();
+    co_return co_await wait_for(min_valid, wait, false);
+}
+
+asio::awaitable<std::shared_ptr<const Token>> TokenSource::refresh(Seconds wait)
+{
+    request_attempt();
+    co_return co_await wait_for(Seconds{0}, wait, true);
+}
+
+asio::awaitable<std::shared_ptr<const Token>>
+TokenSource::wait_for(Seconds min_valid, Seconds wait, bool want_new)
+{
+    auto started_at = attempts_done_;
+    asio::steady_timer timer(executor_);
+    timer.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(wait));
+
+    while (!stopping_) {
+        waiters_.push_back(&timer);
+        auto [ec] = co_await timer.async_wait(as_tuple(use_awaitable));
+        std::erase(waiters_, &timer);
+
+        bool attempt_done = attempts_done_ != started_at;
+        if (auto token = current(min_valid); token && (attempt_done || !want_new)) {
+            co_return token;
+        }
+        if (!ec) {
+            break; // the client's deadline
+        }
+        // A client waits for one outcome: the attempt under way (or the one
+        // that follows at once when a dead refresh token is swapped for a
+        // login), not for every retry of the backoff.
+        if (attempt_done && !in_flight_ && next_attempt_ > BootClock::now()) {
+            break;
+        }
+    }
+    co_return nullptr;
+}
+
+void TokenSource::request_attempt()
+{
+    if (in_flight_ || stopping_ || consecutive_failures_ > 0) {
+        return; // an attempt is under way, or the backoff's retry stands
+    }
+    auto when = std::max(BootClock::now(),
+                         last_attempt_start_ + to_boot(min_requested_refresh_interval));
+    if (when < next_attempt_) {
+        next_attempt_ = when;
+        wakeup_.cancel();
+    }
+}
+
+void TokenSource::wake_waiters()
+{
+    for (auto* timer : waiters_) {
+        timer->cancel();
+    }
+}
+
+std::chrono::seconds TokenSource::retry_after() const
+{
+    auto left = std::chrono::ceil<std::chrono::seconds>(next_attempt_ - BootClock::now());
+    return std::max(left, std::chrono::seconds(1));
+}
+
+SourceState TokenSource::state() const
+{
+    if (!token_) {
+        return SourceState::starting;
+    }
+    if (!current()) {
+        return SourceState::expired;
+    }
+    if (in_flight_) {
+        return SourceState::refreshing;
+    }
+    return consecutive_failures_ > 0 ? SourceState::degraded : SourceState::valid;
+}
+
+json::object TokenSource::status() const
+{
+    auto now = BootClock::now();
+    json::object out;
+    out["state"] = to_string(state());
+
+    if (token_) {
+        out["expires_in"] = whole_seconds(token_->expires_at - now);
+        out["expiration"] = unix_time(token_->expiration);
+        out["token_fingerprint"] = token_->fingerprint;
+        if (token_->iam_expiration) {
+            out["clock_skew_s"] = unix_time(token_->expiration) - *token_->iam_expiration;
+        }
+    } else {
+        out["expires_in"] = nullptr;
+        out["expiration"] = nullptr;
+        out["token_fingerprint"] = nullptr;
+    }
+    out["next_refresh_in"] = in_flight_ ? json::value(0)
+                                        : json::value(std::max<std::int64_t>(
+                                              0, whole_seconds(next_attempt_ - now)));
+
+    if (last_attempt_at_) {
+        out["last_refresh"] = {
+            {"at", unix_time(*last_attempt_at_)},
+            {"result", last_attempt_ok_ ? "ok" : "error"},
+            {"grant", to_string(last_grant_)},
+        };
+    } else {
+        out["last_refresh"] = nullptr;
+    }
+    out["consecutive_failures"] = consecutive_failures_;
+    out["last_error"] = last_error_ ? failure_json(*last_error_) : json::value(nullptr);
+    out["counters"] = {
+        {"logins", logins_},
+        {"refreshes", refreshes_},
+        {"failures", failures_},
+    };
+    return out;
+}
+
+} // namespace iam_tokend

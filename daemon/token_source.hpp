@@ -1,0 +1,129 @@
+// One profile's token: obtained from IAM, kept fresh, handed to clients.
+//
+// A TokenSource owns a single coroutine, run(), that is the only code that
+// talks to IAM for its profile: that is what makes refreshes single flight.
+// It sleeps until the next planned attempt (see schedule.hpp), makes it, and
+// wakes every client waiting for a token. Clients never call IAM; they ask
+// the source for a token with get() and, when none is good enough yet, wait
+// for run() to produce one, bounded by their own deadline.
+//
+// Lifetimes are measured on the boot-time clock from the moment the request
+// was sent. A token is handed out only while its remaining life is above the
+// profile's `min_valid` (or the client's, when larger), so an expired token
+// is never served, even after a suspend or while IAM is down.
+//
+// Like everything in the daemon, a source lives on the one io_context
+// thread; nothing here is locked.
+#pragma once
+
+#include "boot_clock.hpp"
+#include "config.hpp"
+#include "failure.hpp"
+#include "iam_response.hpp"
+#include "schedule.hpp"
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/json/object.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace iam_tokend {
+
+// Client requests for a refresh ("min_valid", POST /v1/refresh) start an
+// attempt at most this often, so clients cannot drive IAM into a loop.
+inline constexpr Seconds min_requested_refresh_interval{5};
+
+struct Token {
+    std::string access_token;
+    std::string token_type;
+    std::string fingerprint;
+    BootClock::time_point obtained_at;                  // when the request was sent
+    BootClock::time_point expires_at;                   // obtained_at + expires_in
+    std::chrono::system_clock::time_point expiration;   // the same, by the local clock
+    std::optional<std::int64_t> iam_expiration;         // as IAM reported it
+};
+
+enum class SourceState { starting, valid, refreshing, degraded, expired };
+
+std::string_view to_string(SourceState state);
+
+class TokenSource : public std::enable_shared_from_this<TokenSource> {
+public:
+    TokenSource(boost::asio::any_io_executor executor, Profile profile, std::string secret);
+    ~TokenSource();
+    TokenSource(const TokenSource&) = delete;
+    TokenSource& operator=(const TokenSource&) = delete;
+
+    // Starts the refresh loop; stop() ends it and releases every waiter.
+    void start();
+    void stop();
+
+    // A token with at least `min_valid` left (never less than the profile's
+    // own min_valid). When there is none, asks for an attempt and waits up to
+    // `wait` for it; null when none could be had in time.
+    boost::asio::awaitable<std::shared_ptr<const Token>> get(Seconds min_valid, Seconds wait);
+
+    // Asks for a refresh now (single flight, rate limited) and waits up to
+    // `wait` for its outcome; null when it failed or took too long.
+    boost::asio::awaitable<std::shared_ptr<const Token>> refresh(Seconds wait);
+
+    // The token if it is servable right now, without waiting.
+    std::shared_ptr<const Token> current(Seconds min_valid = Seconds{0}) const;
+
+    // Seconds a client should wait before asking again (Retry-After).
+    std::chrono::seconds retry_after() const;
+
+    SourceState state() const;
+    boost::json::object status() const;
+    const Profile& profile() const { return profile_; }
+    const std::string& secret() const { return secret_; }
+
+private:
+    boost::asio::awaitable<void> run();
+    boost::asio::awaitable<void> attempt();
+    boost::asio::awaitable<std::shared_ptr<const Token>>
+    wait_for(Seconds min_valid, Seconds wait, bool want_new);
+    void install(TokenGrant grant, BootClock::time_point sent, std::chrono::system_clock::time_point sent_wall);
+    void fail(Failure failure, AttemptGrant grant);
+    void request_attempt();
+    void wake_waiters();
+    void log_failure(const Failure& failure, AttemptGrant grant, Reaction reaction);
+    Seconds required(Seconds min_valid) const;
+
+    boost::asio::any_io_executor executor_;
+    Profile profile_;
+    std::string secret_;
+    std::mt19937_64 random_;
+
+    std::shared_ptr<const Token> token_;
+    std::optional<std::string> refresh_token_;
+    BootClock::time_point next_attempt_;
+    BootClock::time_point last_attempt_start_{};
+    boost::asio::steady_timer wakeup_;
+    std::vector<boost::asio::steady_timer*> waiters_;
+    bool running_ = false;
+    bool stopping_ = false;
+    bool in_flight_ = false;
+    bool expired_warned_ = false;
+    std::uint64_t attempts_done_ = 0;
+
+    // Reported in status.
+    int consecutive_failures_ = 0;
+    std::optional<Failure> last_error_;
+    std::optional<std::chrono::system_clock::time_point> last_attempt_at_;
+    bool last_attempt_ok_ = false;
+    AttemptGrant last_grant_ = AttemptGrant::apikey;
+    std::uint64_t logins_ = 0;
+    std::uint64_t refreshes_ = 0;
+    std::uint64_t failures_ = 0;
+};
+
+} // namespace iam_tokend
