@@ -24,6 +24,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <limits>
@@ -191,6 +192,22 @@ std::optional<std::string> proxy_url_problem(std::string_view text) {
     }
     if (url.has_query() || url.has_fragment()) {
         return "must not have a query or fragment";
+    }
+    return std::nullopt;
+}
+
+// What is wrong with the name of an environment variable or a credential.
+std::optional<std::string> source_name_problem(SecretSource::Kind kind, std::string_view name) {
+    if (kind == SecretSource::Kind::env) {
+        if (name.empty() || name.find('=') != std::string_view::npos) {
+            return "must be a variable name (non-empty, no '=')";
+        }
+        return std::nullopt;
+    }
+
+    // A credential is a file name inside $CREDENTIALS_DIRECTORY.
+    if (name.empty() || name == "." || name == ".." || name.find('/') != std::string_view::npos) {
+        return "must be a credential name (a plain file name, no '/')";
     }
     return std::nullopt;
 }
@@ -386,6 +403,7 @@ const json::string* Validator::string_at(const Section& s, std::string_view key)
     return &value->get_string();
 }
 
+// Returns whether a string was stored in `out`.
 bool Validator::read_string(const Section& s, std::string_view key, std::string& out) {
     const json::string* text = string_at(s, key);
     if (text == nullptr) {
@@ -439,6 +457,8 @@ void Validator::read_optional_path(const Section& s,
     }
 }
 
+// Like read_fraction and read_choice, returns false only when a problem was
+// recorded; an absent key keeps the default and counts as fine.
 bool Validator::read_seconds(const Section& s, std::string_view key, Seconds& out, Zero zero) {
     const json::value* value = s.find(key);
     if (value == nullptr) {
@@ -558,6 +578,10 @@ void Validator::read_ids(const Section& s, std::string_view key, std::vector<Id>
         const json::value& item = items[i];
         if (item.is_int64() && item.get_int64() < 0) {
             problem(item_path, "must not be negative");
+            continue;
+        }
+        if (item.is_double()) {
+            problem(item_path, "must be a whole number");
             continue;
         }
         if (!item.is_int64() && !item.is_uint64()) {
@@ -825,15 +849,8 @@ void Validator::read_secret_source(const Section& s, const SecretKeys& keys, Sec
         read_path(s, key, source.name);
     } else if (read_string(s, key, source.name)) {
         source.kind = key == keys.env ? SecretSource::Kind::env : SecretSource::Kind::credential;
-        // A credential is a file name inside $CREDENTIALS_DIRECTORY.
-        bool bad = source.name.empty() ||
-                   (key == keys.env && source.name.find('=') != std::string::npos) ||
-                   (key == keys.credential && (source.name.find('/') != std::string::npos ||
-                                               source.name == "." || source.name == ".."));
-        if (bad) {
-            problem(s.path_of(key),
-                    key == keys.env ? "must be a variable name (non-empty, no '=')"
-                                    : "must be a credential name (non-empty, no '/')");
+        if (auto what = source_name_problem(source.kind, source.name)) {
+            problem(s.path_of(key), *what);
         }
     }
     out = std::move(source);
