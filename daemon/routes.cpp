@@ -53,15 +53,22 @@ LocalReply forbidden(const std::string& profile, const Peer& peer)
     return Router::error(403, "forbidden", "this user may not use profile " + profile);
 }
 
-LocalReply unavailable(const TokenSource& source)
+// 503 with the source's last error and a Retry-After covering its next attempt.
+LocalReply unavailable(const TokenSource& source, std::string_view code, std::string message)
 {
-    std::string message = "no token for profile " + source.profile().name + " is available";
-    if (auto status = source.status(); status["last_error"].is_object()) {
-        message += ": " + std::string(status["last_error"].at("message").as_string());
+    if (const auto& failure = source.last_error()) {
+        message += ": " + failure->describe();
     }
-    auto reply = Router::error(503, "token_unavailable", message);
+    auto reply = Router::error(503, code, message);
     reply.headers.emplace_back("Retry-After", std::to_string(source.retry_after().count()));
     return reply;
+}
+
+LocalReply no_token(const TokenSource& source)
+{
+    return unavailable(source,
+                       "token_unavailable",
+                       "no token for profile " + source.profile().name + " is available");
 }
 
 json::object token_metadata(const Token& token, const TokenSource& source)
@@ -172,7 +179,7 @@ asio::awaitable<LocalReply> Router::token(std::string profile,
 
     auto token = co_await source->get(min_valid, wait);
     if (!token) {
-        co_return unavailable(*source);
+        co_return no_token(*source);
     }
 
     LocalReply reply;
@@ -203,8 +210,14 @@ asio::awaitable<LocalReply> Router::refresh(std::string profile, Seconds wait, P
 
     auto before = source->current();
     auto token = co_await source->refresh(wait);
+    if (!token && !before) {
+        co_return no_token(*source);
+    }
     if (!token || token == before) {
-        co_return unavailable(*source);
+        // The current token, if still valid, goes on being served.
+        co_return unavailable(*source,
+                              "refresh_failed",
+                              "the refresh of profile " + source->profile().name + " failed");
     }
     auto reply = json_reply(200, token_metadata(*token, *source));
     reply.headers.emplace_back("Cache-Control", "no-store");

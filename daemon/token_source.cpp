@@ -135,6 +135,7 @@ asio::awaitable<void> TokenSource::run()
                           profile_.name,
                           token_->fingerprint,
                           last_error_ ? last_error_->describe() : "no attempt finished yet");
+            notify(SourceEvent::expired);
         }
     }
 }
@@ -236,6 +237,7 @@ void TokenSource::install(TokenGrant grant,
                          -skew);
         }
     }
+    notify(SourceEvent::new_token);
 }
 
 void TokenSource::fail(Failure failure, AttemptGrant grant)
@@ -263,6 +265,7 @@ void TokenSource::fail(Failure failure, AttemptGrant grant)
 
     log_failure(failure, grant, reaction);
     last_error_ = std::move(failure);
+    notify(SourceEvent::attempt_failed);
 }
 
 void TokenSource::log_failure(const Failure& failure, AttemptGrant grant, Reaction reaction)
@@ -367,6 +370,13 @@ void TokenSource::request_attempt()
     if (when < next_attempt_) {
         next_attempt_ = when;
         wakeup_.cancel();
+    }
+}
+
+void TokenSource::notify(SourceEvent event)
+{
+    for (const auto& listener : listeners_) {
+        listener(*this, event);
     }
 }
 

@@ -29,6 +29,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <random>
@@ -53,6 +54,13 @@ struct Token {
 
 enum class SourceState { starting, valid, refreshing, degraded, expired };
 
+// What a source tells its listeners (metrics, sinks, systemd status...).
+enum class SourceEvent {
+    new_token,      // a new token is being served
+    attempt_failed, // an attempt failed; last_error() says why
+    expired,        // the served token stopped being servable
+};
+
 std::string_view to_string(SourceState state);
 
 class TokenSource : public std::enable_shared_from_this<TokenSource> {
@@ -61,6 +69,12 @@ public:
     ~TokenSource();
     TokenSource(const TokenSource&) = delete;
     TokenSource& operator=(const TokenSource&) = delete;
+
+    using Listener = std::function<void(const TokenSource&, SourceEvent)>;
+
+    // Listeners run on the io_context thread, right after the change; they
+    // must not block.
+    void add_listener(Listener listener) { listeners_.push_back(std::move(listener)); }
 
     // Starts the refresh loop; stop() ends it and releases every waiter.
     void start();
@@ -82,6 +96,8 @@ public:
     std::chrono::seconds retry_after() const;
 
     SourceState state() const;
+    int consecutive_failures() const { return consecutive_failures_; }
+    const std::optional<Failure>& last_error() const { return last_error_; }
     boost::json::object status() const;
     const Profile& profile() const { return profile_; }
     const std::string& secret() const { return secret_; }
@@ -95,6 +111,7 @@ private:
     void fail(Failure failure, AttemptGrant grant);
     void request_attempt();
     void wake_waiters();
+    void notify(SourceEvent event);
     void log_failure(const Failure& failure, AttemptGrant grant, Reaction reaction);
     Seconds required(Seconds min_valid) const;
 
@@ -109,6 +126,7 @@ private:
     BootClock::time_point last_attempt_start_{};
     boost::asio::steady_timer wakeup_;
     std::vector<boost::asio::steady_timer*> waiters_;
+    std::vector<Listener> listeners_;
     bool running_ = false;
     bool stopping_ = false;
     bool in_flight_ = false;
