@@ -1,5 +1,6 @@
 #include "https_client.hpp"
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -19,6 +20,7 @@ namespace iam_tokend {
 namespace asio = boost::asio;
 namespace http = boost::beast::http;
 namespace ssl = asio::ssl;
+using asio::as_tuple;
 using asio::use_awaitable;
 using asio::ip::tcp;
 using namespace asio::experimental::awaitable_operators;
@@ -82,6 +84,26 @@ bool is_ip_address(const std::string& host)
     return !ec;
 }
 
+asio::awaitable<boost::system::error_code> connect(asio::any_io_executor executor,
+                                                   tcp::socket& socket,
+                                                   std::string host,
+                                                   std::string port,
+                                                   std::shared_ptr<Progress> progress)
+{
+    tcp::resolver resolver(executor);
+    auto [resolve_ec, endpoints] = co_await resolver.async_resolve(host,
+                                                                   port,
+                                                                   as_tuple(use_awaitable));
+    if (resolve_ec) {
+        co_return resolve_ec;
+    }
+    progress->phase = Phase::connect;
+    auto [connect_ec, endpoint] = co_await asio::async_connect(socket,
+                                                               endpoints,
+                                                               as_tuple(use_awaitable));
+    co_return connect_ec;
+}
+
 asio::awaitable<HttpReply>
 exchange(asio::any_io_executor executor, HttpsRequest request, std::shared_ptr<Progress> progress)
 {
@@ -103,22 +125,17 @@ exchange(asio::any_io_executor executor, HttpsRequest request, std::shared_ptr<P
     }
     stream.set_verify_callback(ssl::host_name_verification(host));
 
-    // Resolving and connecting share the connect deadline.
-    auto connect = [](asio::any_io_executor ex,
-                      tcp::socket& socket,
-                      std::string h,
-                      std::string p,
-                      std::shared_ptr<Progress> state) -> asio::awaitable<void> {
-        tcp::resolver resolver(ex);
-        auto endpoints = co_await resolver.async_resolve(h, p, use_awaitable);
-        state->phase = Phase::connect;
-        co_await asio::async_connect(socket, endpoints, use_awaitable);
-    };
+    // Resolving and connecting share the connect deadline. (Asio's `||`
+    // waits for the first *success*, so the raced coroutine returns its
+    // error instead of throwing it.)
     asio::steady_timer connect_deadline(executor, to_duration(request.timeouts.connect));
     auto connected = co_await (connect(executor, stream.next_layer(), host, port, progress)
                                || connect_deadline.async_wait(use_awaitable));
     if (connected.index() == 1) {
         throw boost::system::system_error(asio::error::timed_out);
+    }
+    if (auto ec = std::get<0>(connected)) {
+        throw boost::system::system_error(ec);
     }
 
     progress->phase = Phase::handshake;
@@ -221,6 +238,23 @@ Failure classify(const boost::system::error_code& ec, const Progress& progress)
     return failure;
 }
 
+// The exchange with its errors as values, ready to be raced with `||`.
+asio::awaitable<boost::system::result<HttpReply, Failure>>
+guarded_exchange(asio::any_io_executor executor,
+                 HttpsRequest request,
+                 std::shared_ptr<Progress> progress)
+{
+    try {
+        co_return co_await exchange(std::move(executor), std::move(request), progress);
+    } catch (const boost::system::system_error& error) {
+        co_return classify(error.code(), *progress);
+    } catch (const std::exception& error) {
+        Failure failure;
+        failure.message = std::string(error.what()) + " while " + std::string(to_string(progress->phase));
+        co_return failure;
+    }
+}
+
 } // namespace
 
 asio::awaitable<boost::system::result<HttpReply, Failure>>
@@ -230,22 +264,18 @@ https_post(asio::any_io_executor executor, HttpsRequest request)
     Seconds limit = request.timeouts.request;
     asio::steady_timer deadline(executor, to_duration(limit));
 
-    try {
-        auto outcome = co_await (exchange(executor, std::move(request), progress)
-                                 || deadline.async_wait(use_awaitable));
-        if (outcome.index() == 1) {
-            Failure failure;
-            failure.kind = FailureKind::timeout;
-            failure.message = fmt::format("request deadline of {:g} s passed while {} ({})",
-                                          limit.count(),
-                                          to_string(progress->phase),
-                                          progress->peer);
-            co_return failure;
-        }
+    auto outcome = co_await (guarded_exchange(executor, std::move(request), progress)
+                             || deadline.async_wait(use_awaitable));
+    if (outcome.index() == 0) {
         co_return std::get<0>(std::move(outcome));
-    } catch (const boost::system::system_error& error) {
-        co_return classify(error.code(), *progress);
     }
+    Failure failure;
+    failure.kind = FailureKind::timeout;
+    failure.message = fmt::format("request deadline of {:g} s passed while {} ({})",
+                                  limit.count(),
+                                  to_string(progress->phase),
+                                  progress->peer);
+    co_return failure;
 }
 
 } // namespace iam_tokend

@@ -94,7 +94,7 @@ boost::system::result<std::chrono::seconds, std::string> read_expires_in(const j
 
 std::string describe_unexpected(const HttpReply& reply)
 {
-    return "content type '" + body_excerpt(reply.content_type) + "', "
+    return "content type '" + printable(reply.content_type, error_field_length) + "', "
            + std::to_string(reply.body.size()) + " bytes, starting '" + body_excerpt(reply.body)
            + "'";
 }
@@ -164,11 +164,12 @@ Failure parse_error_reply(const HttpReply& reply)
     }
 
     failure.kind = FailureKind::iam;
-    failure.error_code = body_excerpt(*error_code);
-    failure.message = body_excerpt(optional_string(*object, "errorMessage").value_or("no message"));
+    failure.error_code = printable(*error_code, error_field_length);
+    failure.message = printable(optional_string(*object, "errorMessage").value_or("no message"),
+                                error_message_length);
     if (const auto* context = object->if_contains("context"); context && context->is_object()) {
         if (auto id = optional_string(context->get_object(), "requestId")) {
-            failure.request_id = body_excerpt(*id);
+            failure.request_id = printable(*id, error_field_length);
         }
     }
     return failure;
@@ -203,6 +204,18 @@ std::optional<std::chrono::seconds> parse_retry_after(std::string_view value,
     auto at = std::chrono::system_clock::from_time_t(timegm(&parts));
     auto delta = std::chrono::ceil<std::chrono::seconds>(at - now);
     return std::max(delta, std::chrono::seconds(0));
+}
+
+std::string printable(std::string_view text, std::size_t limit)
+{
+    std::string out(text.substr(0, limit));
+    for (auto& c : out) {
+        auto uc = static_cast<unsigned char>(c);
+        if (std::isprint(uc) == 0 || c == '"' || c == '\\') {
+            c = ' ';
+        }
+    }
+    return out;
 }
 
 std::string body_excerpt(std::string_view body)

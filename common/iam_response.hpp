@@ -25,6 +25,9 @@ inline constexpr std::chrono::seconds max_expires_in{7 * 24 * 3600};
 
 // How much of an unexpected body a log line may quote, after cleaning.
 inline constexpr std::size_t body_excerpt_length = 80;
+// How much of IAM's errorMessage, errorCode and requestId is kept.
+inline constexpr std::size_t error_message_length = 300;
+inline constexpr std::size_t error_field_length = 80;
 
 struct TokenGrant {
     std::string access_token;
@@ -57,7 +60,12 @@ std::optional<std::chrono::seconds>
 parse_retry_after(std::string_view value, std::chrono::system_clock::time_point now);
 
 // The first body_excerpt_length characters with control characters and
-// quotes replaced, safe to put on one log line.
+// quotes replaced, and long token-like runs masked: safe to put on one log
+// line even when the body was a token reply cut short.
 std::string body_excerpt(std::string_view body);
+
+// At most `limit` characters of a short field IAM sent (an error code, a
+// request id, a message), with control characters and quotes replaced.
+std::string printable(std::string_view text, std::size_t limit);
 
 } // namespace iam_tokend

@@ -98,17 +98,18 @@ TEST(IamResponse, IamErrorBodyIsParsed) {
     HttpReply reply{400,
                     "application/json",
                     R"({"errorCode":"BXNIM0415E","errorMessage":"Provided API key could not be )"
-                    R"(found.","context":{"requestId":"req-42"}})",
+                    R"(found.","context":{"requestId":"b3c1f2a4-9d8e-4f00-a1b2-c3d4e5f60718"}})",
                     std::nullopt};
     auto grant = parse_token_reply(reply);
     ASSERT_FALSE(grant);
     EXPECT_EQ(grant.error().kind, FailureKind::iam);
     EXPECT_EQ(grant.error().http_status, 400);
     EXPECT_EQ(grant.error().error_code, "BXNIM0415E");
-    EXPECT_EQ(grant.error().request_id, "req-42");
+    EXPECT_EQ(grant.error().request_id, "b3c1f2a4-9d8e-4f00-a1b2-c3d4e5f60718");
     EXPECT_EQ(grant.error().message, "Provided API key could not be found.");
     EXPECT_EQ(grant.error().describe(),
-              "Provided API key could not be found. (HTTP 400, BXNIM0415E, request req-42)");
+              "Provided API key could not be found. (HTTP 400, BXNIM0415E, "
+              "request b3c1f2a4-9d8e-4f00-a1b2-c3d4e5f60718)");
 }
 
 TEST(IamResponse, IamErrorJsonWithServerStatusKeepsItsCode) {
