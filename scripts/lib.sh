@@ -1,0 +1,98 @@
+# shellcheck shell=bash
+#
+# The steps scripts/test and scripts/demo share: install the Debian 12
+# packages the build needs (only those that are missing), then configure and
+# build. Source it from the repository root; it only defines functions and
+# variables and runs nothing by itself.
+
+# Everything needed to build, test and run the demo on Debian 12.
+readonly required_packages=(
+    cmake
+    g++
+    ninja-build
+    ccache
+    pkg-config
+    libboost1.81-dev
+    libboost-json1.81-dev
+    libboost-url1.81-dev
+    libspdlog-dev
+    libssl-dev
+    libsystemd-dev
+    libgtest-dev
+    libgmock-dev
+    python3
+    openssl
+    curl
+    ca-certificates
+)
+
+# The build folder. IAM_TOKEND_BUILD_DIR selects another one, e.g. to keep a
+# second build next to the usual one.
+build_dir="${IAM_TOKEND_BUILD_DIR:-build}"
+
+# Prints a step header, so the output reads as a list of what happened.
+step() {
+    printf '\n==> %s\n' "$*"
+}
+
+die() {
+    printf 'error: %s\n' "$*" >&2
+    exit 1
+}
+
+# Prints the required packages that are not installed, one a line.
+missing_packages() {
+    local package status
+    for package in "${required_packages[@]}"; do
+        status=$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null) || status=""
+        if [[ $status != "install ok installed" ]]; then
+            printf '%s\n' "$package"
+        fi
+    done
+}
+
+# Installs the missing packages with apt-get, as root or through sudo.
+# Does nothing (and never calls apt-get) when all are there.
+install_missing_packages() {
+    if ! command -v dpkg-query >/dev/null; then
+        die "dpkg-query not found: these scripts expect Debian 12"
+    fi
+
+    local -a missing
+    mapfile -t missing < <(missing_packages)
+    if ((${#missing[@]} == 0)); then
+        return 0
+    fi
+
+    local -a as_root=()
+    if ((EUID != 0)); then
+        if ! command -v sudo >/dev/null; then
+            die "missing packages: ${missing[*]}." \
+                "Run this script as root, or install them first:" \
+                "apt-get install ${missing[*]}"
+        fi
+        as_root=(sudo)
+    fi
+
+    step "Installing missing packages: ${missing[*]}"
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+# Configures the build folder the first time, then builds. Later runs only
+# build: CMake re-runs itself when a CMakeLists.txt changes.
+configure_and_build() {
+    if [[ ! -f $build_dir/CMakeCache.txt ]]; then
+        step "Configuring the build in $build_dir/"
+        cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
+    elif [[ ! -f $build_dir/build.ninja && ! -f $build_dir/Makefile ]]; then
+        # An earlier configure stopped half-way: run it again with the
+        # settings already in the cache.
+        step "Configuring the build in $build_dir/ again"
+        cmake -S . -B "$build_dir"
+    fi
+
+    step "Building"
+    cmake --build "$build_dir" -j "$(nproc)"
+}
