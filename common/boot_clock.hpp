@@ -18,8 +18,7 @@ struct BootClock {
     using time_point = std::chrono::time_point<BootClock>;
     static constexpr bool is_steady = true;
 
-    static time_point now() noexcept
-    {
+    static time_point now() noexcept {
         timespec ts{};
         clock_gettime(CLOCK_BOOTTIME, &ts);
         return time_point(std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec));

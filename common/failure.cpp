@@ -4,8 +4,7 @@
 
 namespace iam_tokend {
 
-std::string_view to_string(FailureKind kind)
-{
+std::string_view to_string(FailureKind kind) {
     switch (kind) {
     case FailureKind::network:
         return "network";
@@ -25,8 +24,7 @@ std::string_view to_string(FailureKind kind)
     return "unknown";
 }
 
-std::string Failure::describe() const
-{
+std::string Failure::describe() const {
     std::string text = message;
     std::string details;
     auto add = [&details](const std::string& part) {
@@ -48,8 +46,8 @@ std::string Failure::describe() const
     return text;
 }
 
-void throw_exception_from_error(const Failure& failure, const boost::source_location& /*location*/)
-{
+void throw_exception_from_error(const Failure& failure,
+                                const boost::source_location& /*location*/) {
     throw std::runtime_error(failure.describe());
 }
 

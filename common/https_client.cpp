@@ -10,9 +10,8 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/url/parse.hpp>
-#include <spdlog/fmt/fmt.h>
-
 #include <openssl/x509.h>
+#include <spdlog/fmt/fmt.h>
 
 #include <memory>
 
@@ -29,8 +28,7 @@ namespace {
 
 enum class Phase { trust_store, resolve, connect, handshake, send, headers, body };
 
-std::string_view to_string(Phase phase)
-{
+std::string_view to_string(Phase phase) {
     switch (phase) {
     case Phase::trust_store:
         return "loading the trust store";
@@ -57,17 +55,14 @@ struct Progress {
     std::string tls_detail; // OpenSSL's reason when verification failed
 };
 
-std::chrono::steady_clock::duration to_duration(Seconds seconds)
-{
+std::chrono::steady_clock::duration to_duration(Seconds seconds) {
     return std::chrono::duration_cast<std::chrono::steady_clock::duration>(seconds);
 }
 
-ssl::context make_tls_context(const std::optional<std::string>& ca_file)
-{
+ssl::context make_tls_context(const std::optional<std::string>& ca_file) {
     ssl::context context(ssl::context::tls_client);
-    context.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2
-                        | ssl::context::no_sslv3 | ssl::context::no_tlsv1
-                        | ssl::context::no_tlsv1_1);
+    context.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                        ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
     context.set_verify_mode(ssl::verify_peer);
     if (ca_file) {
         context.load_verify_file(*ca_file);
@@ -77,8 +72,7 @@ ssl::context make_tls_context(const std::optional<std::string>& ca_file)
     return context;
 }
 
-bool is_ip_address(const std::string& host)
-{
+bool is_ip_address(const std::string& host) {
     boost::system::error_code ec;
     asio::ip::make_address(host, ec);
     return !ec;
@@ -88,25 +82,21 @@ asio::awaitable<boost::system::error_code> connect(asio::any_io_executor executo
                                                    tcp::socket& socket,
                                                    std::string host,
                                                    std::string port,
-                                                   std::shared_ptr<Progress> progress)
-{
+                                                   std::shared_ptr<Progress> progress) {
     tcp::resolver resolver(executor);
-    auto [resolve_ec, endpoints] = co_await resolver.async_resolve(host,
-                                                                   port,
-                                                                   as_tuple(use_awaitable));
+    auto [resolve_ec, endpoints] =
+        co_await resolver.async_resolve(host, port, as_tuple(use_awaitable));
     if (resolve_ec) {
         co_return resolve_ec;
     }
     progress->phase = Phase::connect;
-    auto [connect_ec, endpoint] = co_await asio::async_connect(socket,
-                                                               endpoints,
-                                                               as_tuple(use_awaitable));
+    auto [connect_ec, endpoint] =
+        co_await asio::async_connect(socket, endpoints, as_tuple(use_awaitable));
     co_return connect_ec;
 }
 
 asio::awaitable<HttpReply>
-exchange(asio::any_io_executor executor, HttpsRequest request, std::shared_ptr<Progress> progress)
-{
+exchange(asio::any_io_executor executor, HttpsRequest request, std::shared_ptr<Progress> progress) {
     auto url = boost::urls::parse_uri(request.url).value();
     std::string host = url.host_address();
     std::string port = url.has_port() ? std::string(url.port()) : "443";
@@ -129,8 +119,8 @@ exchange(asio::any_io_executor executor, HttpsRequest request, std::shared_ptr<P
     // waits for the first *success*, so the raced coroutine returns its
     // error instead of throwing it.)
     asio::steady_timer connect_deadline(executor, to_duration(request.timeouts.connect));
-    auto connected = co_await (connect(executor, stream.next_layer(), host, port, progress)
-                               || connect_deadline.async_wait(use_awaitable));
+    auto connected = co_await (connect(executor, stream.next_layer(), host, port, progress) ||
+                               connect_deadline.async_wait(use_awaitable));
     if (connected.index() == 1) {
         throw boost::system::system_error(asio::error::timed_out);
     }
@@ -189,8 +179,7 @@ exchange(asio::any_io_executor executor, HttpsRequest request, std::shared_ptr<P
     co_return reply;
 }
 
-Failure classify(const boost::system::error_code& ec, const Progress& progress)
-{
+Failure classify(const boost::system::error_code& ec, const Progress& progress) {
     Failure failure;
     std::string where = std::string(to_string(progress.phase)) + " (" + progress.peer + ")";
 
@@ -211,11 +200,12 @@ Failure classify(const boost::system::error_code& ec, const Progress& progress)
     }
     if (ec == http::error::header_limit) {
         failure.kind = FailureKind::bad_response;
-        failure.message = "reply headers larger than " + std::to_string(max_reply_header) + " bytes";
+        failure.message =
+            "reply headers larger than " + std::to_string(max_reply_header) + " bytes";
         return failure;
     }
-    if (ec == http::error::partial_message || ec == ssl::error::stream_truncated
-        || ec == http::error::end_of_stream) {
+    if (ec == http::error::partial_message || ec == ssl::error::stream_truncated ||
+        ec == http::error::end_of_stream) {
         failure.kind = FailureKind::network;
         failure.message = "connection closed before the reply was complete, while " + where;
         return failure;
@@ -242,15 +232,15 @@ Failure classify(const boost::system::error_code& ec, const Progress& progress)
 asio::awaitable<boost::system::result<HttpReply, Failure>>
 guarded_exchange(asio::any_io_executor executor,
                  HttpsRequest request,
-                 std::shared_ptr<Progress> progress)
-{
+                 std::shared_ptr<Progress> progress) {
     try {
         co_return co_await exchange(std::move(executor), std::move(request), progress);
     } catch (const boost::system::system_error& error) {
         co_return classify(error.code(), *progress);
     } catch (const std::exception& error) {
         Failure failure;
-        failure.message = std::string(error.what()) + " while " + std::string(to_string(progress->phase));
+        failure.message =
+            std::string(error.what()) + " while " + std::string(to_string(progress->phase));
         co_return failure;
     }
 }
@@ -258,14 +248,13 @@ guarded_exchange(asio::any_io_executor executor,
 } // namespace
 
 asio::awaitable<boost::system::result<HttpReply, Failure>>
-https_post(asio::any_io_executor executor, HttpsRequest request)
-{
+https_post(asio::any_io_executor executor, HttpsRequest request) {
     auto progress = std::make_shared<Progress>();
     Seconds limit = request.timeouts.request;
     asio::steady_timer deadline(executor, to_duration(limit));
 
-    auto outcome = co_await (guarded_exchange(executor, std::move(request), progress)
-                             || deadline.async_wait(use_awaitable));
+    auto outcome = co_await (guarded_exchange(executor, std::move(request), progress) ||
+                             deadline.async_wait(use_awaitable));
     if (outcome.index() == 0) {
         co_return std::get<0>(std::move(outcome));
     }

@@ -9,8 +9,7 @@ namespace iam_tokend {
 
 namespace {
 
-std::string base64(std::string_view data)
-{
+std::string base64(std::string_view data) {
     std::vector<unsigned char> out(4 * ((data.size() + 2) / 3) + 1);
     int length = EVP_EncodeBlock(out.data(),
                                  reinterpret_cast<const unsigned char*>(data.data()),
@@ -18,8 +17,7 @@ std::string base64(std::string_view data)
     return {out.begin(), out.begin() + length};
 }
 
-HttpsRequest base_request(const Profile& profile, std::string body)
-{
+HttpsRequest base_request(const Profile& profile, std::string body) {
     HttpsRequest request;
     request.url = profile.iam_url;
     request.ca_file = profile.ca_file;
@@ -35,8 +33,7 @@ HttpsRequest base_request(const Profile& profile, std::string body)
 
 } // namespace
 
-std::string form_escape(std::string_view value)
-{
+std::string form_escape(std::string_view value) {
     constexpr std::string_view hex = "0123456789ABCDEF";
     std::string out;
     out.reserve(value.size());
@@ -56,19 +53,17 @@ std::string form_escape(std::string_view value)
     return out;
 }
 
-std::string basic_authorization(std::string_view client_id, std::string_view client_secret)
-{
+std::string basic_authorization(std::string_view client_id, std::string_view client_secret) {
     std::string pair;
     pair.append(client_id).append(":").append(client_secret);
     return "Basic " + base64(pair);
 }
 
-HttpsRequest login_request(const Profile& profile, std::string_view secret)
-{
+HttpsRequest login_request(const Profile& profile, std::string_view secret) {
     std::string body;
     if (profile.grant == Grant::password) {
-        body = "grant_type=password&username=" + form_escape(profile.username.value_or(""))
-               + "&password=" + form_escape(secret);
+        body = "grant_type=password&username=" + form_escape(profile.username.value_or("")) +
+               "&password=" + form_escape(secret);
     } else {
         body = "grant_type=" + form_escape(apikey_grant_type) + "&apikey=" + form_escape(secret);
     }
@@ -76,8 +71,7 @@ HttpsRequest login_request(const Profile& profile, std::string_view secret)
     return base_request(profile, std::move(body));
 }
 
-HttpsRequest refresh_request(const Profile& profile, std::string_view refresh_token)
-{
+HttpsRequest refresh_request(const Profile& profile, std::string_view refresh_token) {
     std::string body = "grant_type=refresh_token&refresh_token=" + form_escape(refresh_token);
     return base_request(profile, std::move(body));
 }

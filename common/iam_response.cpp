@@ -16,8 +16,7 @@ namespace {
 // reply cut inside a token cannot leak the part that arrived.
 constexpr std::size_t opaque_run_length = 16;
 
-std::string_view json_type_name(const json::value& value)
-{
+std::string_view json_type_name(const json::value& value) {
     switch (value.kind()) {
     case json::kind::null:
         return "null";
@@ -37,8 +36,7 @@ std::string_view json_type_name(const json::value& value)
     return "unknown";
 }
 
-Failure bad_reply(const HttpReply& reply, std::string message)
-{
+Failure bad_reply(const HttpReply& reply, std::string message) {
     Failure failure;
     failure.kind = FailureKind::bad_response;
     failure.message = std::move(message);
@@ -47,8 +45,7 @@ Failure bad_reply(const HttpReply& reply, std::string message)
 }
 
 // A string member, or nullopt when absent, null, empty or not a string.
-std::optional<std::string> optional_string(const json::object& object, std::string_view key)
-{
+std::optional<std::string> optional_string(const json::object& object, std::string_view key) {
     const auto* value = object.if_contains(key);
     if (value == nullptr || !value->is_string() || value->get_string().empty()) {
         return std::nullopt;
@@ -59,8 +56,7 @@ std::optional<std::string> optional_string(const json::object& object, std::stri
 // Accepted forms of `expires_in`: a JSON integer, a JSON number with a
 // fraction (rounded down), or a string of decimal digits. Anything else,
 // and any value outside [min_expires_in, max_expires_in], is refused.
-boost::system::result<std::chrono::seconds, std::string> read_expires_in(const json::value* value)
-{
+boost::system::result<std::chrono::seconds, std::string> read_expires_in(const json::value* value) {
     if (value == nullptr) {
         return std::string("expires_in is missing");
     }
@@ -81,28 +77,26 @@ boost::system::result<std::chrono::seconds, std::string> read_expires_in(const j
         }
         seconds = static_cast<double>(parsed);
     } else {
-        return "expires_in has JSON type " + std::string(json_type_name(*value))
-               + ", expected a number";
+        return "expires_in has JSON type " + std::string(json_type_name(*value)) +
+               ", expected a number";
     }
 
-    if (!std::isfinite(seconds) || seconds < static_cast<double>(min_expires_in.count())
-        || seconds > static_cast<double>(max_expires_in.count())) {
+    if (!std::isfinite(seconds) || seconds < static_cast<double>(min_expires_in.count()) ||
+        seconds > static_cast<double>(max_expires_in.count())) {
         return "expires_in " + json::serialize(*value) + " is outside 1 s .. 7 days";
     }
     return std::chrono::seconds(static_cast<std::int64_t>(seconds));
 }
 
-std::string describe_unexpected(const HttpReply& reply)
-{
-    return "content type '" + printable(reply.content_type, error_field_length) + "', "
-           + std::to_string(reply.body.size()) + " bytes, starting '" + body_excerpt(reply.body)
-           + "'";
+std::string describe_unexpected(const HttpReply& reply) {
+    return "content type '" + printable(reply.content_type, error_field_length) + "', " +
+           std::to_string(reply.body.size()) + " bytes, starting '" + body_excerpt(reply.body) +
+           "'";
 }
 
 } // namespace
 
-boost::system::result<TokenGrant, Failure> parse_token_reply(const HttpReply& reply)
-{
+boost::system::result<TokenGrant, Failure> parse_token_reply(const HttpReply& reply) {
     if (reply.status < 200 || reply.status > 299) {
         return parse_error_reply(reply);
     }
@@ -119,10 +113,10 @@ boost::system::result<TokenGrant, Failure> parse_token_reply(const HttpReply& re
     if (!access_token) {
         const auto* value = object.if_contains("access_token");
         return bad_reply(reply,
-                         value == nullptr ? "access_token is missing"
-                                          : "access_token has JSON type "
-                                                + std::string(json_type_name(*value))
-                                                + " or is empty");
+                         value == nullptr
+                             ? "access_token is missing"
+                             : "access_token has JSON type " + std::string(json_type_name(*value)) +
+                                   " or is empty");
     }
     grant.access_token = std::move(*access_token);
 
@@ -147,8 +141,7 @@ boost::system::result<TokenGrant, Failure> parse_token_reply(const HttpReply& re
     return grant;
 }
 
-Failure parse_error_reply(const HttpReply& reply)
-{
+Failure parse_error_reply(const HttpReply& reply) {
     Failure failure;
     failure.kind = FailureKind::http;
     failure.http_status = reply.status;
@@ -158,8 +151,8 @@ Failure parse_error_reply(const HttpReply& reply)
     const json::object* object = (!ec && document.is_object()) ? &document.get_object() : nullptr;
     auto error_code = object != nullptr ? optional_string(*object, "errorCode") : std::nullopt;
     if (!error_code) {
-        failure.message = "IAM answered HTTP " + std::to_string(reply.status) + " with "
-                          + describe_unexpected(reply);
+        failure.message = "IAM answered HTTP " + std::to_string(reply.status) + " with " +
+                          describe_unexpected(reply);
         return failure;
     }
 
@@ -176,8 +169,7 @@ Failure parse_error_reply(const HttpReply& reply)
 }
 
 std::optional<std::chrono::seconds> parse_retry_after(std::string_view value,
-                                                      std::chrono::system_clock::time_point now)
-{
+                                                      std::chrono::system_clock::time_point now) {
     while (!value.empty() && value.front() == ' ') {
         value.remove_prefix(1);
     }
@@ -206,8 +198,7 @@ std::optional<std::chrono::seconds> parse_retry_after(std::string_view value,
     return std::max(delta, std::chrono::seconds(0));
 }
 
-std::string printable(std::string_view text, std::size_t limit)
-{
+std::string printable(std::string_view text, std::size_t limit) {
     std::string out(text.substr(0, limit));
     for (auto& c : out) {
         auto uc = static_cast<unsigned char>(c);
@@ -218,8 +209,7 @@ std::string printable(std::string_view text, std::size_t limit)
     return out;
 }
 
-std::string body_excerpt(std::string_view body)
-{
+std::string body_excerpt(std::string_view body) {
     std::string out;
     std::size_t run = 0;
     for (char c : body.substr(0, body_excerpt_length)) {

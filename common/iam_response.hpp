@@ -56,8 +56,8 @@ boost::system::result<TokenGrant, Failure> parse_token_reply(const HttpReply& re
 Failure parse_error_reply(const HttpReply& reply);
 
 // `Retry-After` as delta-seconds or as an HTTP date (relative to `now`).
-std::optional<std::chrono::seconds>
-parse_retry_after(std::string_view value, std::chrono::system_clock::time_point now);
+std::optional<std::chrono::seconds> parse_retry_after(std::string_view value,
+                                                      std::chrono::system_clock::time_point now);
 
 // The first body_excerpt_length characters with control characters and
 // quotes replaced, and long token-like runs masked: safe to put on one log

@@ -15,12 +15,8 @@ namespace {
 
 class Descriptor {
 public:
-    explicit Descriptor(int fd)
-        : fd_(fd)
-    {
-    }
-    ~Descriptor()
-    {
+    explicit Descriptor(int fd) : fd_(fd) {}
+    ~Descriptor() {
         if (fd_ >= 0) {
             close(fd_);
         }
@@ -33,13 +29,11 @@ private:
     int fd_;
 };
 
-std::string system_error(const std::string& what)
-{
+std::string system_error(const std::string& what) {
     return what + ": " + std::strerror(errno);
 }
 
-bool wait_readable(int fd, std::chrono::steady_clock::time_point deadline)
-{
+bool wait_readable(int fd, std::chrono::steady_clock::time_point deadline) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
@@ -50,8 +44,7 @@ bool wait_readable(int fd, std::chrono::steady_clock::time_point deadline)
 }
 
 // Splits "HTTP/1.1 200 OK\r\n...\r\n\r\nbody" into status and body.
-LocalResponse parse(const std::string& raw)
-{
+LocalResponse parse(const std::string& raw) {
     LocalResponse response;
     auto header_end = raw.find("\r\n\r\n");
     int status = 0;
@@ -72,8 +65,7 @@ LocalResponse parse(const std::string& raw)
 LocalResponse local_request(const std::string& socket_path,
                             const std::string& method,
                             const std::string& target,
-                            std::chrono::milliseconds timeout)
-{
+                            std::chrono::milliseconds timeout) {
     LocalResponse failed;
     sockaddr_un address{};
     address.sun_family = AF_UNIX;
@@ -89,16 +81,16 @@ LocalResponse local_request(const std::string& socket_path,
         return failed;
     }
     if (connect(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
-        failed.error = system_error("cannot connect to " + socket_path
-                                    + " (is iam-tokend running?)");
+        failed.error =
+            system_error("cannot connect to " + socket_path + " (is iam-tokend running?)");
         return failed;
     }
 
-    std::string request = method + " " + target
-                          + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
-                            "Content-Length: 0\r\n\r\n";
-    if (send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL)
-        != static_cast<ssize_t>(request.size())) {
+    std::string request = method + " " + target +
+                          " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+                          "Content-Length: 0\r\n\r\n";
+    if (send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL) !=
+        static_cast<ssize_t>(request.size())) {
         failed.error = system_error("cannot send the request");
         return failed;
     }

@@ -1,10 +1,9 @@
 #include "log.hpp"
 
+#include <openssl/evp.h>
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
-
-#include <openssl/evp.h>
 
 #include <array>
 #include <cstdlib>
@@ -18,20 +17,17 @@ class SyslogPriorityFlag final : public spdlog::custom_flag_formatter {
 public:
     void format(const spdlog::details::log_msg& message,
                 const std::tm& /*time*/,
-                spdlog::memory_buf_t& out) override
-    {
+                spdlog::memory_buf_t& out) override {
         std::string_view prefix = priority(message.level);
         out.append(prefix.data(), prefix.data() + prefix.size());
     }
 
-    std::unique_ptr<custom_flag_formatter> clone() const override
-    {
+    std::unique_ptr<custom_flag_formatter> clone() const override {
         return std::make_unique<SyslogPriorityFlag>();
     }
 
 private:
-    static std::string_view priority(spdlog::level::level_enum level)
-    {
+    static std::string_view priority(spdlog::level::level_enum level) {
         switch (level) {
         case spdlog::level::critical:
             return "<2>";
@@ -47,8 +43,7 @@ private:
     }
 };
 
-bool journal_wanted(LogFormat format)
-{
+bool journal_wanted(LogFormat format) {
     if (format == LogFormat::automatic) {
         return std::getenv("JOURNAL_STREAM") != nullptr;
     }
@@ -57,8 +52,7 @@ bool journal_wanted(LogFormat format)
 
 } // namespace
 
-void setup_logging(const LogSettings& settings)
-{
+void setup_logging(const LogSettings& settings) {
     auto logger = spdlog::get("iam-tokend");
     if (!logger) {
         logger = spdlog::stderr_logger_st("iam-tokend");
@@ -76,8 +70,7 @@ void setup_logging(const LogSettings& settings)
     logger->flush_on(spdlog::level::trace);
 }
 
-std::string fingerprint(std::string_view secret)
-{
+std::string fingerprint(std::string_view secret) {
     std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
     unsigned int length = 0;
     EVP_Digest(secret.data(), secret.size(), digest.data(), &length, EVP_sha256(), nullptr);

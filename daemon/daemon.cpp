@@ -16,8 +16,7 @@ namespace asio = boost::asio;
 namespace {
 
 // Many clients at once must queue, not fail on the descriptor limit.
-void raise_open_file_limit()
-{
+void raise_open_file_limit() {
     rlimit limit{};
     if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
         limit.rlim_cur = limit.rlim_max;
@@ -30,20 +29,18 @@ constexpr std::chrono::milliseconds stop_poll_interval{20};
 } // namespace
 
 Daemon::Daemon(std::string config_path, Config config)
-    : config_path_(std::move(config_path))
-    , config_(std::move(config))
-    , router_(profiles_)
-    , signals_(io_, SIGTERM, SIGINT, SIGHUP)
-    , stop_timer_(io_)
-{
+    : config_path_(std::move(config_path)),
+      config_(std::move(config)),
+      router_(profiles_),
+      signals_(io_, SIGTERM, SIGINT, SIGHUP),
+      stop_timer_(io_) {
     raise_open_file_limit();
     std::signal(SIGPIPE, SIG_IGN);
     profiles_ = make_profiles(config_, nullptr);
     server_ = std::make_unique<LocalServer>(io_.get_executor(), router_, config_.socket);
 }
 
-Profiles Daemon::make_profiles(const Config& config, const Profiles* current)
-{
+Profiles Daemon::make_profiles(const Config& config, const Profiles* current) {
     Profiles profiles;
     profiles.default_name = config.default_profile;
     for (const auto& [name, profile] : config.profiles) {
@@ -55,8 +52,8 @@ Profiles Daemon::make_profiles(const Config& config, const Profiles* current)
         // An unchanged profile keeps its source, and with it its token.
         if (current != nullptr) {
             auto it = current->sources.find(name);
-            if (it != current->sources.end() && it->second->profile() == profile
-                && it->second->secret() == secret.value) {
+            if (it != current->sources.end() && it->second->profile() == profile &&
+                it->second->secret() == secret.value) {
                 profiles.sources[name] = it->second;
                 continue;
             }
@@ -67,8 +64,7 @@ Profiles Daemon::make_profiles(const Config& config, const Profiles* current)
     return profiles;
 }
 
-int Daemon::run()
-{
+int Daemon::run() {
     spdlog::info("iam-tokend {} starting with {} profile(s) from {}",
                  IAM_TOKEND_VERSION,
                  profiles_.sources.size(),
@@ -84,8 +80,7 @@ int Daemon::run()
     return 0;
 }
 
-void Daemon::wait_for_signal()
-{
+void Daemon::wait_for_signal() {
     signals_.async_wait([this](boost::system::error_code ec, int number) {
         if (!ec) {
             on_signal(number);
@@ -93,8 +88,7 @@ void Daemon::wait_for_signal()
     });
 }
 
-void Daemon::on_signal(int number)
-{
+void Daemon::on_signal(int number) {
     if (number == SIGHUP) {
         reload();
         wait_for_signal();
@@ -104,8 +98,7 @@ void Daemon::on_signal(int number)
     begin_stop();
 }
 
-void Daemon::reload()
-{
+void Daemon::reload() {
     spdlog::info("received SIGHUP, reloading {}", config_path_);
     auto loaded = load_config(config_path_);
     if (!loaded.config) {
@@ -125,8 +118,8 @@ void Daemon::reload()
     }
 
     const SocketSettings& socket = loaded.config->socket;
-    if (socket.path != config_.socket.path || socket.mode != config_.socket.mode
-        || socket.group != config_.socket.group) {
+    if (socket.path != config_.socket.path || socket.mode != config_.socket.mode ||
+        socket.group != config_.socket.group) {
         spdlog::warn("socket settings changed; they take effect at the next restart");
     }
 
@@ -148,8 +141,7 @@ void Daemon::reload()
                  profiles_.default_name);
 }
 
-void Daemon::begin_stop()
-{
+void Daemon::begin_stop() {
     if (stopping_) {
         return;
     }
@@ -165,8 +157,7 @@ void Daemon::begin_stop()
 
 // Replies under way get up to stop_grace to finish; then the loop ends,
 // abandoning any IAM exchange still in progress.
-void Daemon::finish_stop_when_idle()
-{
+void Daemon::finish_stop_when_idle() {
     if (server_->busy() == 0 || std::chrono::steady_clock::now() >= stop_deadline_) {
         io_.stop();
         return;

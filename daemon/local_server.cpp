@@ -33,22 +33,19 @@ using Protocol = asio::local::stream_protocol;
 
 namespace {
 
-std::runtime_error socket_error(const std::string& path, const std::string& what)
-{
+std::runtime_error socket_error(const std::string& path, const std::string& what) {
     return std::runtime_error("socket " + path + ": " + what);
 }
 
 // True when a live process accepts connections on the socket at `path`.
-bool someone_listens(asio::any_io_executor executor, const std::string& path)
-{
+bool someone_listens(asio::any_io_executor executor, const std::string& path) {
     Protocol::socket probe(std::move(executor));
     boost::system::error_code ec;
     probe.connect(Protocol::endpoint(path), ec);
     return !ec;
 }
 
-void prepare_path(asio::any_io_executor executor, const std::string& path)
-{
+void prepare_path(asio::any_io_executor executor, const std::string& path) {
     namespace fs = std::filesystem;
     fs::path folder = fs::path(path).parent_path();
     std::error_code ec;
@@ -74,8 +71,7 @@ void prepare_path(asio::any_io_executor executor, const std::string& path)
     unlink(path.c_str());
 }
 
-Peer peer_of(Protocol::socket& socket)
-{
+Peer peer_of(Protocol::socket& socket) {
     ucred credentials{};
     socklen_t length = sizeof credentials;
     Peer peer;
@@ -87,8 +83,7 @@ Peer peer_of(Protocol::socket& socket)
     return peer;
 }
 
-http::response<http::string_body> to_response(LocalReply reply, unsigned version, bool keep_alive)
-{
+http::response<http::string_body> to_response(LocalReply reply, unsigned version, bool keep_alive) {
     http::response<http::string_body> response{static_cast<http::status>(reply.status), version};
     response.set(http::field::server, "iam-tokend");
     response.set(http::field::content_type, reply.content_type);
@@ -104,11 +99,10 @@ http::response<http::string_body> to_response(LocalReply reply, unsigned version
 } // namespace
 
 LocalServer::LocalServer(asio::any_io_executor executor, Router& router, SocketSettings settings)
-    : executor_(std::move(executor))
-    , router_(router)
-    , settings_(std::move(settings))
-    , acceptor_(executor_)
-{
+    : executor_(std::move(executor)),
+      router_(router),
+      settings_(std::move(settings)),
+      acceptor_(executor_) {
     const std::string& path = settings_.path;
     prepare_path(executor_, path);
 
@@ -146,19 +140,16 @@ LocalServer::LocalServer(asio::any_io_executor executor, Router& router, SocketS
     }
 }
 
-LocalServer::~LocalServer()
-{
+LocalServer::~LocalServer() {
     remove_socket_file();
 }
 
-void LocalServer::start()
-{
+void LocalServer::start() {
     spdlog::info("listening on {}", settings_.path);
     asio::co_spawn(executor_, accept_loop(), log_escape("the listener"));
 }
 
-void LocalServer::stop()
-{
+void LocalServer::stop() {
     stopping_ = true;
     boost::system::error_code ignored;
     acceptor_.close(ignored);
@@ -168,21 +159,19 @@ void LocalServer::stop()
     remove_socket_file();
 }
 
-void LocalServer::remove_socket_file()
-{
+void LocalServer::remove_socket_file() {
     if (socket_ino_ == 0) {
         return;
     }
     struct stat info {};
-    if (stat(settings_.path.c_str(), &info) == 0 && info.st_dev == socket_dev_
-        && info.st_ino == socket_ino_) {
+    if (stat(settings_.path.c_str(), &info) == 0 && info.st_dev == socket_dev_ &&
+        info.st_ino == socket_ino_) {
         unlink(settings_.path.c_str());
     }
     socket_ino_ = 0;
 }
 
-asio::awaitable<void> LocalServer::accept_loop()
-{
+asio::awaitable<void> LocalServer::accept_loop() {
     while (!stopping_) {
         auto [ec, socket] = co_await acceptor_.async_accept(as_tuple(use_awaitable));
         if (ec == asio::error::operation_aborted || stopping_) {
@@ -197,8 +186,7 @@ asio::awaitable<void> LocalServer::accept_loop()
     }
 }
 
-asio::awaitable<void> LocalServer::session(Socket socket)
-{
+asio::awaitable<void> LocalServer::session(Socket socket) {
     Peer peer = peer_of(socket);
     beast::flat_buffer buffer;
     boost::system::error_code ec;
@@ -211,8 +199,9 @@ asio::awaitable<void> LocalServer::session(Socket socket)
         // Waiting for a request (and reading it) is bounded by one timer.
         asio::steady_timer idle(executor_, idle_connection_timeout);
         auto position = idle_.insert(idle_.end(), &socket);
-        auto outcome = co_await (http::async_read(socket, buffer, parser, as_tuple(use_awaitable))
-                                 || idle.async_wait(use_awaitable));
+        auto outcome =
+            co_await (http::async_read(socket, buffer, parser, as_tuple(use_awaitable)) ||
+                      idle.async_wait(use_awaitable));
         idle_.erase(position);
         if (outcome.index() == 1) {
             break;
@@ -225,14 +214,15 @@ asio::awaitable<void> LocalServer::session(Socket socket)
                 reply = Router::error(431, "headers_too_large", "request headers are too large");
             } else if (read_ec == http::error::body_limit) {
                 reply = Router::error(413, "body_too_large", "request body is too large");
-            } else if (read_ec.category() == make_error_code(http::error::bad_method).category()
-                       && read_ec != http::error::end_of_stream
-                       && read_ec != http::error::partial_message) {
+            } else if (read_ec.category() == make_error_code(http::error::bad_method).category() &&
+                       read_ec != http::error::end_of_stream &&
+                       read_ec != http::error::partial_message) {
                 reply = Router::error(400, "bad_request", "malformed HTTP request");
             } else {
                 break; // the client went away, or the connection timed out
             }
-            co_await http::async_write(socket, to_response(std::move(reply), 11, false),
+            co_await http::async_write(socket,
+                                       to_response(std::move(reply), 11, false),
                                        as_tuple(use_awaitable));
             break;
         }
@@ -249,8 +239,8 @@ asio::awaitable<void> LocalServer::session(Socket socket)
             reply = Router::error(500, "internal_error", "internal error");
         }
         auto response = to_response(std::move(reply), request.version(), keep_alive && !stopping_);
-        auto [write_ec, written] = co_await http::async_write(socket, response,
-                                                              as_tuple(use_awaitable));
+        auto [write_ec, written] =
+            co_await http::async_write(socket, response, as_tuple(use_awaitable));
         --busy_;
         if (write_ec || !response.keep_alive()) {
             break;

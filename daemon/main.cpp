@@ -60,8 +60,7 @@ struct Arguments {
 };
 
 // Parses `COMMAND [--flag] [--option VALUE | --option=VALUE]...`.
-Arguments parse_arguments(int argc, char** argv, const std::vector<std::string>& with_value)
-{
+Arguments parse_arguments(int argc, char** argv, const std::vector<std::string>& with_value) {
     Arguments args;
     std::vector<std::string> words(argv + 1, argv + argc);
     for (std::size_t i = 0; i < words.size(); ++i) {
@@ -97,8 +96,7 @@ Arguments parse_arguments(int argc, char** argv, const std::vector<std::string>&
     return args;
 }
 
-std::string socket_path(const Arguments& args)
-{
+std::string socket_path(const Arguments& args) {
     if (auto it = args.options.find("--socket"); it != args.options.end()) {
         return it->second;
     }
@@ -108,21 +106,18 @@ std::string socket_path(const Arguments& args)
     return default_socket_path;
 }
 
-std::optional<std::string> option(const Arguments& args, const std::string& name)
-{
+std::optional<std::string> option(const Arguments& args, const std::string& name) {
     auto it = args.options.find(name);
     return it == args.options.end() ? std::nullopt : std::optional(it->second);
 }
 
-int fail_usage(const std::string& message)
-{
+int fail_usage(const std::string& message) {
     std::cerr << "iam-tokend: " << message << "\nTry 'iam-tokend --help'.\n";
     return exit_usage;
 }
 
 // The daemon's error message from a JSON error body, or the raw body.
-std::string reply_message(const LocalResponse& response)
-{
+std::string reply_message(const LocalResponse& response) {
     boost::system::error_code ec;
     auto body = json::parse(response.body, ec);
     if (!ec && body.is_object() && body.as_object().contains("message")) {
@@ -132,8 +127,7 @@ std::string reply_message(const LocalResponse& response)
     return "HTTP " + std::to_string(response.status);
 }
 
-bool allowed_options(const Arguments& args, const std::vector<std::string>& known)
-{
+bool allowed_options(const Arguments& args, const std::vector<std::string>& known) {
     for (const auto& [name, value] : args.options) {
         if (std::ranges::find(known, name) == known.end()) {
             fail_usage("unknown option for " + args.command + ": " + name);
@@ -143,8 +137,7 @@ bool allowed_options(const Arguments& args, const std::vector<std::string>& know
     return true;
 }
 
-int command_run(const Arguments& args)
-{
+int command_run(const Arguments& args) {
     std::string path = option(args, "--config").value_or(default_config_path);
     auto loaded = load_config(path);
     if (!loaded.config) {
@@ -164,8 +157,7 @@ int command_run(const Arguments& args)
     }
 }
 
-int command_check_config(const Arguments& args)
-{
+int command_check_config(const Arguments& args) {
     auto path = option(args, "--config");
     if (!path) {
         return fail_usage("check-config needs -c FILE");
@@ -176,8 +168,8 @@ int command_check_config(const Arguments& args)
         for (const auto& [name, profile] : loaded.config->profiles) {
             auto secret = load_secret(profile.secret);
             if (!secret.ok()) {
-                problems.push_back("profiles." + name + "." + profile.secret.key + ": "
-                                   + secret.error);
+                problems.push_back("profiles." + name + "." + profile.secret.key + ": " +
+                                   secret.error);
             }
         }
     }
@@ -191,8 +183,7 @@ int command_check_config(const Arguments& args)
     return exit_ok;
 }
 
-int command_token(const Arguments& args)
-{
+int command_token(const Arguments& args) {
     std::string format = option(args, "--format").value_or("raw");
     if (format != "raw" && format != "header" && format != "json") {
         return fail_usage("--format must be raw, header or json");
@@ -226,8 +217,7 @@ int command_token(const Arguments& args)
     return exit_ok;
 }
 
-std::string cell(const json::value& value, const char* unit = "")
-{
+std::string cell(const json::value& value, const char* unit = "") {
     if (value.is_null()) {
         return "-";
     }
@@ -237,8 +227,7 @@ std::string cell(const json::value& value, const char* unit = "")
     return json::serialize(value) + unit;
 }
 
-void print_status_table(const json::object& status)
-{
+void print_status_table(const json::object& status) {
     std::printf("%-16s %-10s %-11s %-13s %-9s %s\n",
                 "PROFILE",
                 "STATE",
@@ -266,8 +255,7 @@ void print_status_table(const json::object& status)
     }
 }
 
-int command_status(const Arguments& args)
-{
+int command_status(const Arguments& args) {
     auto response = local_request(socket_path(args), "GET", "/v1/status", client_margin);
     if (!response.error.empty()) {
         std::cerr << "iam-tokend: " << response.error << "\n";
@@ -299,12 +287,11 @@ int command_status(const Arguments& args)
 
 } // namespace
 
-int main(int argc, char** argv)
-{
-    auto args = parse_arguments(
-        argc,
-        argv,
-        {"--config", "--profile", "--format", "--min-valid", "--wait", "--socket"});
+int main(int argc, char** argv) {
+    auto args =
+        parse_arguments(argc,
+                        argv,
+                        {"--config", "--profile", "--format", "--min-valid", "--wait", "--socket"});
     if (args.options.contains("--help") || args.command == "help") {
         std::cout << usage_text;
         return exit_ok;
@@ -323,16 +310,15 @@ int main(int argc, char** argv)
     if (args.command == "check-config" && allowed_options(args, {"--config"})) {
         return command_check_config(args);
     }
-    if (args.command == "token"
-        && allowed_options(args,
-                           {"--profile", "--format", "--min-valid", "--wait", "--socket"})) {
+    if (args.command == "token" &&
+        allowed_options(args, {"--profile", "--format", "--min-valid", "--wait", "--socket"})) {
         return command_token(args);
     }
     if (args.command == "status" && allowed_options(args, {"--json", "--socket"})) {
         return command_status(args);
     }
-    if (args.command == "run" || args.command == "check-config" || args.command == "token"
-        || args.command == "status") {
+    if (args.command == "run" || args.command == "check-config" || args.command == "token" ||
+        args.command == "status") {
         return exit_usage; // allowed_options() has said what is wrong
     }
     if (args.command.empty()) {

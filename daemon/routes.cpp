@@ -14,8 +14,7 @@ namespace json = boost::json;
 
 namespace {
 
-LocalReply json_reply(unsigned status, const json::value& body)
-{
+LocalReply json_reply(unsigned status, const json::value& body) {
     LocalReply reply;
     reply.status = status;
     reply.body = json::serialize(body);
@@ -23,28 +22,25 @@ LocalReply json_reply(unsigned status, const json::value& body)
 }
 
 // A query value in seconds: a non-negative decimal number up to `limit`.
-std::optional<Seconds> parse_seconds(std::string_view text, Seconds limit)
-{
+std::optional<Seconds> parse_seconds(std::string_view text, Seconds limit) {
     double value = 0;
     auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc() || end != text.data() + text.size() || !std::isfinite(value)
-        || value < 0 || Seconds(value) > limit) {
+    if (ec != std::errc() || end != text.data() + text.size() || !std::isfinite(value) ||
+        value < 0 || Seconds(value) > limit) {
         return std::nullopt;
     }
     return Seconds(value);
 }
 
-bool allowed(const AllowList& allow, const Peer& peer)
-{
+bool allowed(const AllowList& allow, const Peer& peer) {
     if (allow.uids.empty() && allow.gids.empty()) {
         return true;
     }
-    return std::ranges::find(allow.uids, peer.uid) != allow.uids.end()
-           || std::ranges::find(allow.gids, peer.gid) != allow.gids.end();
+    return std::ranges::find(allow.uids, peer.uid) != allow.uids.end() ||
+           std::ranges::find(allow.gids, peer.gid) != allow.gids.end();
 }
 
-LocalReply forbidden(const std::string& profile, const Peer& peer)
-{
+LocalReply forbidden(const std::string& profile, const Peer& peer) {
     spdlog::warn("[profile {}] refused a client: uid {} gid {} pid {} is not allowed",
                  profile,
                  peer.uid,
@@ -54,8 +50,7 @@ LocalReply forbidden(const std::string& profile, const Peer& peer)
 }
 
 // 503 with the source's last error and a Retry-After covering its next attempt.
-LocalReply unavailable(const TokenSource& source, std::string_view code, std::string message)
-{
+LocalReply unavailable(const TokenSource& source, std::string_view code, std::string message) {
     if (const auto& failure = source.last_error()) {
         message += ": " + failure->describe();
     }
@@ -64,19 +59,17 @@ LocalReply unavailable(const TokenSource& source, std::string_view code, std::st
     return reply;
 }
 
-LocalReply no_token(const TokenSource& source)
-{
+LocalReply no_token(const TokenSource& source) {
     return unavailable(source,
                        "token_unavailable",
                        "no token for profile " + source.profile().name + " is available");
 }
 
-json::object token_metadata(const Token& token, const TokenSource& source)
-{
+json::object token_metadata(const Token& token, const TokenSource& source) {
     auto now = BootClock::now();
     auto seconds = [](auto duration) {
-        return std::max<std::int64_t>(
-            0, std::chrono::floor<std::chrono::seconds>(duration).count());
+        return std::max<std::int64_t>(0,
+                                      std::chrono::floor<std::chrono::seconds>(duration).count());
     };
     auto status = source.status();
     return {
@@ -91,19 +84,16 @@ json::object token_metadata(const Token& token, const TokenSource& source)
 
 } // namespace
 
-LocalReply Router::error(unsigned status, std::string_view code, std::string_view message)
-{
+LocalReply Router::error(unsigned status, std::string_view code, std::string_view message) {
     return json_reply(status, {{"error", code}, {"message", message}});
 }
 
-std::shared_ptr<TokenSource> Router::find(const std::string& name) const
-{
+std::shared_ptr<TokenSource> Router::find(const std::string& name) const {
     auto it = profiles_.sources.find(name);
     return it == profiles_.sources.end() ? nullptr : it->second;
 }
 
-asio::awaitable<LocalReply> Router::handle(LocalRequest request, Peer peer)
-{
+asio::awaitable<LocalReply> Router::handle(LocalRequest request, Peer peer) {
     auto parsed = boost::urls::parse_origin_form(request.target);
     if (!parsed) {
         co_return error(400, "bad_request", "the request target is not a valid path");
@@ -112,10 +102,10 @@ asio::awaitable<LocalReply> Router::handle(LocalRequest request, Peer peer)
 
     // The resource decides which method is allowed.
     std::string_view allowed_method = "GET";
-    bool is_token = !path.empty() && path[0] == "v1" && path.size() >= 2 && path.size() <= 3
-                    && (path[1] == "token" || path[1] == "refresh");
-    bool is_fixed = path.size() == 2 && path[0] == "v1"
-                    && (path[1] == "health" || path[1] == "status");
+    bool is_token = !path.empty() && path[0] == "v1" && path.size() >= 2 && path.size() <= 3 &&
+                    (path[1] == "token" || path[1] == "refresh");
+    bool is_fixed =
+        path.size() == 2 && path[0] == "v1" && (path[1] == "health" || path[1] == "status");
     if (!is_token && !is_fixed) {
         co_return error(404, "not_found", "no such resource: " + std::string(parsed->path()));
     }
@@ -143,8 +133,8 @@ asio::awaitable<LocalReply> Router::handle(LocalRequest request, Peer peer)
             if (!value) {
                 co_return error(400,
                                 "bad_request",
-                                param.key + " must be a number of seconds from 0 to "
-                                    + std::to_string(static_cast<int>(max_client_wait.count())));
+                                param.key + " must be a number of seconds from 0 to " +
+                                    std::to_string(static_cast<int>(max_client_wait.count())));
             }
             (param.key == "wait" ? wait : min_valid) = *value;
         } else if (param.key == "format") {
@@ -163,12 +153,8 @@ asio::awaitable<LocalReply> Router::handle(LocalRequest request, Peer peer)
     co_return co_await token(std::move(profile), min_valid, wait, std::move(format), peer);
 }
 
-asio::awaitable<LocalReply> Router::token(std::string profile,
-                                          Seconds min_valid,
-                                          Seconds wait,
-                                          std::string format,
-                                          Peer peer)
-{
+asio::awaitable<LocalReply>
+Router::token(std::string profile, Seconds min_valid, Seconds wait, std::string format, Peer peer) {
     auto source = find(profile);
     if (!source) {
         co_return error(404, "unknown_profile", "no profile named " + profile);
@@ -198,8 +184,7 @@ asio::awaitable<LocalReply> Router::token(std::string profile,
     co_return reply;
 }
 
-asio::awaitable<LocalReply> Router::refresh(std::string profile, Seconds wait, Peer peer)
-{
+asio::awaitable<LocalReply> Router::refresh(std::string profile, Seconds wait, Peer peer) {
     auto source = find(profile);
     if (!source) {
         co_return error(404, "unknown_profile", "no profile named " + profile);
@@ -224,8 +209,7 @@ asio::awaitable<LocalReply> Router::refresh(std::string profile, Seconds wait, P
     co_return reply;
 }
 
-LocalReply Router::health() const
-{
+LocalReply Router::health() const {
     json::array failing;
     for (const auto& [name, source] : profiles_.sources) {
         if (!source->current()) {
@@ -238,8 +222,7 @@ LocalReply Router::health() const
     return json_reply(503, {{"status", "unavailable"}, {"profiles", std::move(failing)}});
 }
 
-LocalReply Router::status() const
-{
+LocalReply Router::status() const {
     json::object profiles;
     for (const auto& [name, source] : profiles_.sources) {
         profiles[name] = source->status();

@@ -48,10 +48,7 @@ struct LocalReply {
 
 class Router {
 public:
-    explicit Router(const Profiles& profiles)
-        : profiles_(profiles)
-    {
-    }
+    explicit Router(const Profiles& profiles) : profiles_(profiles) {}
 
     boost::asio::awaitable<LocalReply> handle(LocalRequest request, Peer peer);
 
@@ -59,11 +56,8 @@ public:
     static LocalReply error(unsigned status, std::string_view code, std::string_view message);
 
 private:
-    boost::asio::awaitable<LocalReply> token(std::string profile,
-                                             Seconds min_valid,
-                                             Seconds wait,
-                                             std::string format,
-                                             Peer peer);
+    boost::asio::awaitable<LocalReply>
+    token(std::string profile, Seconds min_valid, Seconds wait, std::string format, Peer peer);
     boost::asio::awaitable<LocalReply> refresh(std::string profile, Seconds wait, Peer peer);
     LocalReply health() const;
     LocalReply status() const;

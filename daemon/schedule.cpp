@@ -7,8 +7,7 @@ namespace iam_tokend {
 
 namespace {
 
-BootClock::duration to_boot(Seconds seconds)
-{
+BootClock::duration to_boot(Seconds seconds) {
     return std::chrono::duration_cast<BootClock::duration>(seconds);
 }
 
@@ -18,8 +17,7 @@ BootClock::time_point refresh_time(BootClock::time_point obtained,
                                    Seconds life,
                                    BootClock::time_point now,
                                    const RefreshSettings& settings,
-                                   double jitter_draw)
-{
+                                   double jitter_draw) {
     double draw = std::clamp(jitter_draw, -1.0, 1.0);
     double fraction = settings.at_fraction + settings.jitter_fraction * draw;
     auto planned = obtained + to_boot(life * fraction);
@@ -34,14 +32,13 @@ BootClock::time_point refresh_time(BootClock::time_point obtained,
 Seconds backoff_delay(int failures,
                       const RefreshSettings& settings,
                       double draw,
-                      std::optional<std::chrono::seconds> retry_after)
-{
+                      std::optional<std::chrono::seconds> retry_after) {
     int doublings = std::clamp(failures - 1, 0, 62);
-    Seconds ceiling = std::min(settings.backoff_max,
-                               settings.backoff_initial * std::ldexp(1.0, doublings));
+    Seconds ceiling =
+        std::min(settings.backoff_max, settings.backoff_initial * std::ldexp(1.0, doublings));
     ceiling = std::max(ceiling, settings.backoff_initial);
-    Seconds delay = settings.backoff_initial
-                    + (ceiling - settings.backoff_initial) * std::clamp(draw, 0.0, 1.0);
+    Seconds delay = settings.backoff_initial +
+                    (ceiling - settings.backoff_initial) * std::clamp(draw, 0.0, 1.0);
 
     if (retry_after) {
         Seconds asked = std::min(*retry_after, retry_after_ceiling);
@@ -51,8 +48,7 @@ Seconds backoff_delay(int failures,
 }
 
 Seconds credential_retry_delay(const RefreshSettings& settings,
-                               std::optional<std::chrono::seconds> retry_after)
-{
+                               std::optional<std::chrono::seconds> retry_after) {
     Seconds delay = settings.backoff_max;
     if (retry_after) {
         delay = std::max(delay, Seconds(std::min(*retry_after, retry_after_ceiling)));
@@ -60,8 +56,7 @@ Seconds credential_retry_delay(const RefreshSettings& settings,
     return std::max(delay, min_refresh_gap);
 }
 
-Reaction react_to(const Failure& failure, AttemptGrant grant)
-{
+Reaction react_to(const Failure& failure, AttemptGrant grant) {
     int status = failure.http_status.value_or(0);
     bool rejected = status == 400 || status == 401;
 

@@ -11,10 +11,9 @@ namespace iam_tokend {
 
 // A co_spawn completion handler that logs what escaped `what` (and keeps
 // `keep_alive`, if given, alive until the coroutine has finished).
-inline auto log_escape(std::string what, std::shared_ptr<const void> keep_alive = nullptr)
-{
-    return [what = std::move(what), keep_alive = std::move(keep_alive)](
-               const std::exception_ptr& error) {
+inline auto log_escape(std::string what, std::shared_ptr<const void> keep_alive = nullptr) {
+    return [what = std::move(what),
+            keep_alive = std::move(keep_alive)](const std::exception_ptr& error) {
         if (!error) {
             return;
         }

@@ -9,9 +9,8 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json/value.hpp>
-#include <spdlog/spdlog.h>
-
 #include <openssl/crypto.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <bit>
@@ -24,28 +23,23 @@ using asio::use_awaitable;
 
 namespace {
 
-BootClock::duration to_boot(Seconds seconds)
-{
+BootClock::duration to_boot(Seconds seconds) {
     return std::chrono::duration_cast<BootClock::duration>(seconds);
 }
 
-std::int64_t whole_seconds(BootClock::duration duration)
-{
+std::int64_t whole_seconds(BootClock::duration duration) {
     return std::chrono::floor<std::chrono::seconds>(duration).count();
 }
 
-std::int64_t unix_time(std::chrono::system_clock::time_point at)
-{
+std::int64_t unix_time(std::chrono::system_clock::time_point at) {
     return std::chrono::floor<std::chrono::seconds>(at.time_since_epoch()).count();
 }
 
-std::string_view to_string(AttemptGrant grant)
-{
+std::string_view to_string(AttemptGrant grant) {
     return grant == AttemptGrant::refresh_token ? "refresh_token" : "apikey";
 }
 
-json::value failure_json(const Failure& failure)
-{
+json::value failure_json(const Failure& failure) {
     json::object out;
     out["kind"] = to_string(failure.kind);
     out["message"] = failure.message;
@@ -57,8 +51,7 @@ json::value failure_json(const Failure& failure)
 
 } // namespace
 
-std::string_view to_string(SourceState state)
-{
+std::string_view to_string(SourceState state) {
     switch (state) {
     case SourceState::starting:
         return "starting";
@@ -75,25 +68,21 @@ std::string_view to_string(SourceState state)
 }
 
 TokenSource::TokenSource(asio::any_io_executor executor, Profile profile, std::string secret)
-    : executor_(std::move(executor))
-    , profile_(std::move(profile))
-    , secret_(std::move(secret))
-    , random_(std::random_device{}())
-    , next_attempt_(BootClock::now())
-    , wakeup_(executor_)
-{
-}
+    : executor_(std::move(executor)),
+      profile_(std::move(profile)),
+      secret_(std::move(secret)),
+      random_(std::random_device{}()),
+      next_attempt_(BootClock::now()),
+      wakeup_(executor_) {}
 
-TokenSource::~TokenSource()
-{
+TokenSource::~TokenSource() {
     OPENSSL_cleanse(secret_.data(), secret_.size());
     if (refresh_token_) {
         OPENSSL_cleanse(refresh_token_->data(), refresh_token_->size());
     }
 }
 
-void TokenSource::start()
-{
+void TokenSource::start() {
     if (running_) {
         return;
     }
@@ -104,15 +93,13 @@ void TokenSource::start()
                    log_escape("[profile " + profile_.name + "] refresh loop", shared_from_this()));
 }
 
-void TokenSource::stop()
-{
+void TokenSource::stop() {
     stopping_ = true;
     wakeup_.cancel();
     wake_waiters();
 }
 
-asio::awaitable<void> TokenSource::run()
-{
+asio::awaitable<void> TokenSource::run() {
     spdlog::debug("[profile {}] token source started for {}", profile_.name, profile_.iam_url);
     while (!stopping_) {
         auto now = BootClock::now();
@@ -140,8 +127,7 @@ asio::awaitable<void> TokenSource::run()
     }
 }
 
-asio::awaitable<void> TokenSource::attempt()
-{
+asio::awaitable<void> TokenSource::attempt() {
     AttemptGrant grant = refresh_token_ ? AttemptGrant::refresh_token : AttemptGrant::apikey;
     HttpsRequest request = grant == AttemptGrant::refresh_token
                                ? refresh_request(profile_, *refresh_token_)
@@ -153,7 +139,9 @@ asio::awaitable<void> TokenSource::attempt()
     auto sent_wall = std::chrono::system_clock::now();
     last_attempt_start_ = sent;
     last_attempt_at_ = sent_wall;
-    spdlog::debug("[profile {}] asking IAM for a token ({} grant)", profile_.name, to_string(grant));
+    spdlog::debug("[profile {}] asking IAM for a token ({} grant)",
+                  profile_.name,
+                  to_string(grant));
 
     auto reply = co_await https_post(executor_, std::move(request));
     in_flight_ = false;
@@ -183,8 +171,7 @@ asio::awaitable<void> TokenSource::attempt()
 
 void TokenSource::install(TokenGrant grant,
                           BootClock::time_point sent,
-                          std::chrono::system_clock::time_point sent_wall)
-{
+                          std::chrono::system_clock::time_point sent_wall) {
     auto token = std::make_shared<Token>();
     token->access_token = std::move(grant.access_token);
     token->token_type = std::move(grant.token_type);
@@ -240,8 +227,7 @@ void TokenSource::install(TokenGrant grant,
     notify(SourceEvent::new_token);
 }
 
-void TokenSource::fail(Failure failure, AttemptGrant grant)
-{
+void TokenSource::fail(Failure failure, AttemptGrant grant) {
     Reaction reaction = react_to(failure, grant);
     ++failures_;
     last_attempt_ok_ = false;
@@ -268,8 +254,7 @@ void TokenSource::fail(Failure failure, AttemptGrant grant)
     notify(SourceEvent::attempt_failed);
 }
 
-void TokenSource::log_failure(const Failure& failure, AttemptGrant grant, Reaction reaction)
-{
+void TokenSource::log_failure(const Failure& failure, AttemptGrant grant, Reaction reaction) {
     auto retry_in = std::chrono::duration<double>(next_attempt_ - BootClock::now()).count();
     if (reaction == Reaction::login_now) {
         spdlog::warn("[profile {}] IAM rejected the refresh token ({}); logging in again",
@@ -279,15 +264,15 @@ void TokenSource::log_failure(const Failure& failure, AttemptGrant grant, Reacti
     }
 
     // Repeats of the same failure are logged at 1, 2, 4, 8... in a row.
-    bool same = last_error_ && last_error_->kind == failure.kind
-                && last_error_->error_code == failure.error_code
-                && last_error_->http_status == failure.http_status;
+    bool same = last_error_ && last_error_->kind == failure.kind &&
+                last_error_->error_code == failure.error_code &&
+                last_error_->http_status == failure.http_status;
     bool loud = !same || std::has_single_bit(static_cast<unsigned>(consecutive_failures_));
     bool have_token = current() != nullptr;
-    auto level = !loud                                       ? spdlog::level::debug
-                 : reaction == Reaction::credential_error    ? spdlog::level::err
-                 : have_token                                ? spdlog::level::warn
-                                                             : spdlog::level::err;
+    auto level = !loud                                    ? spdlog::level::debug
+                 : reaction == Reaction::credential_error ? spdlog::level::err
+                 : have_token                             ? spdlog::level::warn
+                                                          : spdlog::level::err;
     spdlog::log(level,
                 "[profile {}] {} grant failed ({} in a row): {}: {}; {}, retrying in {:.1f} s",
                 profile_.name,
@@ -299,8 +284,7 @@ void TokenSource::log_failure(const Failure& failure, AttemptGrant grant, Reacti
                 retry_in);
 }
 
-std::shared_ptr<const Token> TokenSource::current(Seconds min_valid) const
-{
+std::shared_ptr<const Token> TokenSource::current(Seconds min_valid) const {
     if (!token_) {
         return nullptr;
     }
@@ -311,13 +295,11 @@ std::shared_ptr<const Token> TokenSource::current(Seconds min_valid) const
     return token_;
 }
 
-Seconds TokenSource::required(Seconds min_valid) const
-{
+Seconds TokenSource::required(Seconds min_valid) const {
     return std::max(min_valid, profile_.refresh.min_valid);
 }
 
-asio::awaitable<std::shared_ptr<const Token>> TokenSource::get(Seconds min_valid, Seconds wait)
-{
+asio::awaitable<std::shared_ptr<const Token>> TokenSource::get(Seconds min_valid, Seconds wait) {
     if (auto token = current(min_valid)) {
         co_return token;
     }
@@ -325,15 +307,13 @@ asio::awaitable<std::shared_ptr<const Token>> TokenSource::get(Seconds min_valid
     co_return co_await wait_for(min_valid, wait, false);
 }
 
-asio::awaitable<std::shared_ptr<const Token>> TokenSource::refresh(Seconds wait)
-{
+asio::awaitable<std::shared_ptr<const Token>> TokenSource::refresh(Seconds wait) {
     request_attempt();
     co_return co_await wait_for(Seconds{0}, wait, true);
 }
 
 asio::awaitable<std::shared_ptr<const Token>>
-TokenSource::wait_for(Seconds min_valid, Seconds wait, bool want_new)
-{
+TokenSource::wait_for(Seconds min_valid, Seconds wait, bool want_new) {
     auto started_at = attempts_done_;
     asio::steady_timer timer(executor_);
     timer.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(wait));
@@ -360,41 +340,36 @@ TokenSource::wait_for(Seconds min_valid, Seconds wait, bool want_new)
     co_return nullptr;
 }
 
-void TokenSource::request_attempt()
-{
+void TokenSource::request_attempt() {
     if (in_flight_ || stopping_ || consecutive_failures_ > 0) {
         return; // an attempt is under way, or the backoff's retry stands
     }
-    auto when = std::max(BootClock::now(),
-                         last_attempt_start_ + to_boot(min_requested_refresh_interval));
+    auto when =
+        std::max(BootClock::now(), last_attempt_start_ + to_boot(min_requested_refresh_interval));
     if (when < next_attempt_) {
         next_attempt_ = when;
         wakeup_.cancel();
     }
 }
 
-void TokenSource::notify(SourceEvent event)
-{
+void TokenSource::notify(SourceEvent event) {
     for (const auto& listener : listeners_) {
         listener(*this, event);
     }
 }
 
-void TokenSource::wake_waiters()
-{
+void TokenSource::wake_waiters() {
     for (auto* timer : waiters_) {
         timer->cancel();
     }
 }
 
-std::chrono::seconds TokenSource::retry_after() const
-{
+std::chrono::seconds TokenSource::retry_after() const {
     auto left = std::chrono::ceil<std::chrono::seconds>(next_attempt_ - BootClock::now());
     return std::max(left, std::chrono::seconds(1));
 }
 
-SourceState TokenSource::state() const
-{
+SourceState TokenSource::state() const {
     if (!token_) {
         return SourceState::starting;
     }
@@ -407,8 +382,7 @@ SourceState TokenSource::state() const
     return consecutive_failures_ > 0 ? SourceState::degraded : SourceState::valid;
 }
 
-json::object TokenSource::status() const
-{
+json::object TokenSource::status() const {
     auto now = BootClock::now();
     json::object out;
     out["state"] = to_string(state());
@@ -425,9 +399,9 @@ json::object TokenSource::status() const
         out["expiration"] = nullptr;
         out["token_fingerprint"] = nullptr;
     }
-    out["next_refresh_in"] = in_flight_ ? json::value(0)
-                                        : json::value(std::max<std::int64_t>(
-                                              0, whole_seconds(next_attempt_ - now)));
+    out["next_refresh_in"] =
+        in_flight_ ? json::value(0)
+                   : json::value(std::max<std::int64_t>(0, whole_seconds(next_attempt_ - now)));
 
     if (last_attempt_at_) {
         out["last_refresh"] = {

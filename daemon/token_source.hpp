@@ -46,10 +46,10 @@ struct Token {
     std::string access_token;
     std::string token_type;
     std::string fingerprint;
-    BootClock::time_point obtained_at;                  // when the request was sent
-    BootClock::time_point expires_at;                   // obtained_at + expires_in
-    std::chrono::system_clock::time_point expiration;   // the same, by the local clock
-    std::optional<std::int64_t> iam_expiration;         // as IAM reported it
+    BootClock::time_point obtained_at;                // when the request was sent
+    BootClock::time_point expires_at;                 // obtained_at + expires_in
+    std::chrono::system_clock::time_point expiration; // the same, by the local clock
+    std::optional<std::int64_t> iam_expiration;       // as IAM reported it
 };
 
 enum class SourceState { starting, valid, refreshing, degraded, expired };
@@ -107,7 +107,9 @@ private:
     boost::asio::awaitable<void> attempt();
     boost::asio::awaitable<std::shared_ptr<const Token>>
     wait_for(Seconds min_valid, Seconds wait, bool want_new);
-    void install(TokenGrant grant, BootClock::time_point sent, std::chrono::system_clock::time_point sent_wall);
+    void install(TokenGrant grant,
+                 BootClock::time_point sent,
+                 std::chrono::system_clock::time_point sent_wall);
     void fail(Failure failure, AttemptGrant grant);
     void request_attempt();
     void wake_waiters();

@@ -11,20 +11,17 @@ using std::chrono::seconds;
 
 const BootClock::time_point t0{std::chrono::hours(1)};
 
-double offset_s(BootClock::time_point at, BootClock::time_point from)
-{
+double offset_s(BootClock::time_point at, BootClock::time_point from) {
     return std::chrono::duration<double>(at - from).count();
 }
 
-TEST(Schedule, RefreshesAtTheFractionWithoutJitter)
-{
+TEST(Schedule, RefreshesAtTheFractionWithoutJitter) {
     RefreshSettings settings;
     auto at = refresh_time(t0, Seconds(3600), t0, settings, 0.0);
     EXPECT_DOUBLE_EQ(offset_s(at, t0), 2880.0);
 }
 
-TEST(Schedule, JitterMovesByAtMostItsFractionOfTheLife)
-{
+TEST(Schedule, JitterMovesByAtMostItsFractionOfTheLife) {
     RefreshSettings settings;
     EXPECT_DOUBLE_EQ(offset_s(refresh_time(t0, Seconds(3600), t0, settings, -1.0), t0), 2700.0);
     EXPECT_DOUBLE_EQ(offset_s(refresh_time(t0, Seconds(3600), t0, settings, 1.0), t0), 3060.0);
@@ -32,24 +29,21 @@ TEST(Schedule, JitterMovesByAtMostItsFractionOfTheLife)
     EXPECT_DOUBLE_EQ(offset_s(refresh_time(t0, Seconds(3600), t0, settings, 9.0), t0), 3060.0);
 }
 
-TEST(Schedule, NeverLaterThanExpiryMinusMinValid)
-{
+TEST(Schedule, NeverLaterThanExpiryMinusMinValid) {
     RefreshSettings settings;
     settings.at_fraction = 0.95;
     auto at = refresh_time(t0, Seconds(600), t0, settings, 1.0);
     EXPECT_DOUBLE_EQ(offset_s(at, t0), 540.0);
 }
 
-TEST(Schedule, NeverSoonerThanTheMinimumGap)
-{
+TEST(Schedule, NeverSoonerThanTheMinimumGap) {
     RefreshSettings settings;
     // A 45 s token with min_valid 60 would be "due" in the past.
     auto at = refresh_time(t0, Seconds(45), t0, settings, 0.0);
     EXPECT_DOUBLE_EQ(offset_s(at, t0), min_refresh_gap.count());
 }
 
-TEST(Schedule, PropertyRefreshLiesInItsWindow)
-{
+TEST(Schedule, PropertyRefreshLiesInItsWindow) {
     std::mt19937_64 random(12345);
     std::uniform_real_distribution<double> life_s(1.0, 86400.0);
     std::uniform_real_distribution<double> fraction(0.1, 0.9);
@@ -76,8 +70,7 @@ TEST(Schedule, PropertyRefreshLiesInItsWindow)
     }
 }
 
-TEST(Schedule, BackoffDoublesToItsCap)
-{
+TEST(Schedule, BackoffDoublesToItsCap) {
     RefreshSettings settings; // 1 s doubling to 60 s
     EXPECT_DOUBLE_EQ(backoff_delay(1, settings, 1.0).count(), 1.0);
     EXPECT_DOUBLE_EQ(backoff_delay(2, settings, 1.0).count(), 2.0);
@@ -87,8 +80,7 @@ TEST(Schedule, BackoffDoublesToItsCap)
     EXPECT_DOUBLE_EQ(backoff_delay(1000, settings, 1.0).count(), 60.0);
 }
 
-TEST(Schedule, BackoffJitterStaysBetweenInitialAndCeiling)
-{
+TEST(Schedule, BackoffJitterStaysBetweenInitialAndCeiling) {
     RefreshSettings settings;
     settings.backoff_initial = Seconds(2);
     settings.backoff_max = Seconds(30);
@@ -105,8 +97,7 @@ TEST(Schedule, BackoffJitterStaysBetweenInitialAndCeiling)
     EXPECT_DOUBLE_EQ(backoff_delay(5, settings, 0.0).count(), 2.0);
 }
 
-TEST(Schedule, RetryAfterWinsWhenLongerAndIsCapped)
-{
+TEST(Schedule, RetryAfterWinsWhenLongerAndIsCapped) {
     RefreshSettings settings;
     EXPECT_DOUBLE_EQ(backoff_delay(1, settings, 0.0, seconds(30)).count(), 30.0);
     EXPECT_DOUBLE_EQ(backoff_delay(7, settings, 1.0, seconds(5)).count(), 60.0);
@@ -114,22 +105,19 @@ TEST(Schedule, RetryAfterWinsWhenLongerAndIsCapped)
                      static_cast<double>(retry_after_ceiling.count()));
 }
 
-TEST(Schedule, BackoffIsNeverShorterThanTheMinimumGap)
-{
+TEST(Schedule, BackoffIsNeverShorterThanTheMinimumGap) {
     RefreshSettings settings;
     settings.backoff_initial = Seconds(0.01);
     EXPECT_DOUBLE_EQ(backoff_delay(1, settings, 0.0).count(), min_refresh_gap.count());
 }
 
-TEST(Schedule, CredentialErrorsRetryAtTheCap)
-{
+TEST(Schedule, CredentialErrorsRetryAtTheCap) {
     RefreshSettings settings;
     EXPECT_DOUBLE_EQ(credential_retry_delay(settings).count(), 60.0);
     EXPECT_DOUBLE_EQ(credential_retry_delay(settings, seconds(120)).count(), 120.0);
 }
 
-TEST(Schedule, ReactionsFollowTheGrantAndStatus)
-{
+TEST(Schedule, ReactionsFollowTheGrantAndStatus) {
     Failure rejected;
     rejected.kind = FailureKind::iam;
     rejected.http_status = 400;
