@@ -40,7 +40,7 @@ private:
     void finish_stop_when_idle();
     Profiles make_profiles(const Config& config, const Profiles* current);
 
-    boost::asio::io_context io_;
+    boost::asio::io_context io_{1}; // the hint: one thread runs it
     std::string config_path_;
     Config config_;
     Profiles profiles_;

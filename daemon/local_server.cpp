@@ -1,17 +1,19 @@
 #include "local_server.hpp"
 
+#include "rendered_reply.hpp"
+#include "request_head.hpp"
 #include "spawn.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core/basic_stream.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/http.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/read.hpp>
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -28,8 +30,10 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using asio::as_tuple;
 using asio::use_awaitable;
-using namespace asio::experimental::awaitable_operators;
 using Protocol = asio::local::stream_protocol;
+using Clock = std::chrono::steady_clock;
+
+constexpr unsigned http_1_1 = 11;
 
 namespace {
 
@@ -83,20 +87,52 @@ Peer peer_of(Protocol::socket& socket) {
     return peer;
 }
 
-http::response<http::string_body> to_response(LocalReply reply, unsigned version, bool keep_alive) {
-    http::response<http::string_body> response{static_cast<http::status>(reply.status), version};
-    response.set(http::field::server, "iam-tokend");
-    response.set(http::field::content_type, reply.content_type);
-    for (auto& [name, value] : reply.headers) {
-        response.set(name, value);
+// The reply to a request the parser refused, or none when the client
+// simply went away (or was closed for idling).
+std::optional<LocalReply> refusal(const boost::system::error_code& ec) {
+    if (ec == http::error::header_limit) {
+        return Router::error(431, "headers_too_large", "request headers are too large");
     }
-    response.body() = std::move(reply.body);
-    response.keep_alive(keep_alive);
-    response.prepare_payload();
-    return response;
+    if (ec == http::error::body_limit) {
+        return Router::error(413, "body_too_large", "request body is too large");
+    }
+    if (ec.category() == make_error_code(http::error::bad_method).category() &&
+        ec != http::error::end_of_stream && ec != http::error::partial_message) {
+        return Router::error(400, "bad_request", "malformed HTTP request");
+    }
+    return std::nullopt;
+}
+
+// Writes a reply with one gathered write; false when the client is gone.
+asio::awaitable<bool> send(Protocol::socket& socket,
+                           const RenderedReply& reply,
+                           unsigned request_version,
+                           bool keep_alive) {
+    std::array<asio::const_buffer, 3> parts{
+        asio::buffer(reply.head),
+        asio::buffer(end_of_head(request_version, keep_alive)),
+        asio::buffer(reply.body),
+    };
+    auto [ec, written] = co_await asio::async_write(socket, parts, as_tuple(use_awaitable));
+    co_return !ec;
 }
 
 } // namespace
+
+// A client connection and the time by which its next request must have
+// been read. Instead of a timer per request, one timer sweeps over every
+// connection (close_idle_connections): a request then costs no timer
+// operation at all, and a connection that idles is closed between
+// idle_connection_timeout and idle_connection_timeout + idle_sweep_interval
+// after its last reply.
+struct LocalServer::Connection {
+    static constexpr Clock::time_point busy = Clock::time_point::max();
+
+    Socket socket;
+    Clock::time_point deadline = busy;
+
+    bool waiting() const { return deadline != busy; }
+};
 
 LocalServer::LocalServer(asio::any_io_executor executor, Router& router, SocketSettings settings)
     : executor_(std::move(executor)),
@@ -153,8 +189,11 @@ void LocalServer::stop() {
     stopping_ = true;
     boost::system::error_code ignored;
     acceptor_.close(ignored);
-    for (auto* socket : idle_) {
-        socket->close(ignored);
+    sweep_timer_.cancel();
+    for (auto* connection : connections_) {
+        if (connection->waiting()) {
+            connection->socket.close(ignored);
+        }
     }
     remove_socket_file();
 }
@@ -187,66 +226,87 @@ asio::awaitable<void> LocalServer::accept_loop() {
 }
 
 asio::awaitable<void> LocalServer::session(Socket socket) {
-    Peer peer = peer_of(socket);
+    Connection connection{std::move(socket)};
+    Peer peer = peer_of(connection.socket);
+    auto position = connections_.insert(connections_.end(), &connection);
+    if (!sweeping_) {
+        sweeping_ = true;
+        asio::co_spawn(executor_, close_idle_connections(), log_escape("the idle sweep"));
+    }
+
+    // Kept for the whole connection, so that once they have grown to fit,
+    // a request allocates nothing here.
     beast::flat_buffer buffer;
-    boost::system::error_code ec;
+    RequestHead head;
 
     while (!stopping_) {
-        http::request_parser<http::string_body> parser;
+        RequestHeadParser parser(head);
         parser.header_limit(max_request_header);
         parser.body_limit(max_request_body);
 
-        // Waiting for a request (and reading it) is bounded by one timer.
-        asio::steady_timer idle(executor_, idle_connection_timeout);
-        auto position = idle_.insert(idle_.end(), &socket);
-        auto outcome =
-            co_await (http::async_read(socket, buffer, parser, as_tuple(use_awaitable)) ||
-                      idle.async_wait(use_awaitable));
-        idle_.erase(position);
-        if (outcome.index() == 1) {
-            break;
-        }
-        auto [read_ec, bytes] = std::get<0>(outcome);
-
+        connection.deadline = Clock::now() + idle_connection_timeout;
+        auto [read_ec, bytes] =
+            co_await http::async_read(connection.socket, buffer, parser, as_tuple(use_awaitable));
+        connection.deadline = Connection::busy;
         if (read_ec) {
-            LocalReply reply;
-            if (read_ec == http::error::header_limit) {
-                reply = Router::error(431, "headers_too_large", "request headers are too large");
-            } else if (read_ec == http::error::body_limit) {
-                reply = Router::error(413, "body_too_large", "request body is too large");
-            } else if (read_ec.category() == make_error_code(http::error::bad_method).category() &&
-                       read_ec != http::error::end_of_stream &&
-                       read_ec != http::error::partial_message) {
-                reply = Router::error(400, "bad_request", "malformed HTTP request");
-            } else {
-                break; // the client went away, or the connection timed out
+            if (auto reply = refusal(read_ec)) {
+                co_await send(connection.socket, render(std::move(*reply)), http_1_1, false);
             }
-            co_await http::async_write(socket,
-                                       to_response(std::move(reply), 11, false),
-                                       as_tuple(use_awaitable));
             break;
         }
 
         ++busy_;
-        auto request = parser.release();
-        bool keep_alive = request.keep_alive();
-        LocalRequest local{std::string(request.method_string()), std::string(request.target())};
-        LocalReply reply;
-        try {
-            reply = co_await router_.handle(std::move(local), peer);
-        } catch (const std::exception& e) {
-            spdlog::error("internal error answering {}: {}", request.target(), e.what());
-            reply = Router::error(500, "internal_error", "internal error");
+        bool keep_alive = parser.keep_alive() && !stopping_;
+        // Nearly every request is for a token that is there: its reply is
+        // ready, rendered. Only the others go through the router's coroutine.
+        auto reply = router_.answer_now(head.method, head.target, peer);
+        if (!reply) {
+            // A named request: GCC 12 miscompiles a braced temporary passed
+            // to a coroutine (its strings end up pointing into this frame).
+            LocalRequest request{head.method, head.target};
+            LocalReply answered = co_await answer(std::move(request), peer);
+            reply = std::make_shared<const RenderedReply>(render(std::move(answered)));
         }
-        auto response = to_response(std::move(reply), request.version(), keep_alive && !stopping_);
-        auto [write_ec, written] =
-            co_await http::async_write(socket, response, as_tuple(use_awaitable));
+        bool sent = co_await send(connection.socket, *reply, head.version, keep_alive);
         --busy_;
-        if (write_ec || !response.keep_alive()) {
+        if (!sent || !keep_alive) {
             break;
         }
     }
-    socket.shutdown(Protocol::socket::shutdown_send, ec);
+
+    connections_.erase(position);
+    if (connections_.empty()) {
+        sweep_timer_.cancel(); // nothing left to sweep: the sweep ends now
+    }
+    boost::system::error_code ignored;
+    connection.socket.shutdown(Protocol::socket::shutdown_send, ignored);
+}
+
+asio::awaitable<LocalReply> LocalServer::answer(LocalRequest request, Peer peer) {
+    std::string target = request.target;
+    try {
+        co_return co_await router_.handle(std::move(request), std::move(peer));
+    } catch (const std::exception& e) {
+        spdlog::error("internal error answering {}: {}", target, e.what());
+    }
+    co_return Router::error(500, "internal_error", "internal error");
+}
+
+// Runs while there are connections, so that a daemon with no client has no
+// timer armed and makes no system call at all.
+asio::awaitable<void> LocalServer::close_idle_connections() {
+    while (!connections_.empty() && !stopping_) {
+        sweep_timer_.expires_after(idle_sweep_interval);
+        co_await sweep_timer_.async_wait(as_tuple(use_awaitable));
+        auto now = Clock::now();
+        for (auto* connection : connections_) {
+            if (now >= connection->deadline) {
+                boost::system::error_code ignored;
+                connection->socket.close(ignored); // ends the read it waits in
+            }
+        }
+    }
+    sweeping_ = false;
 }
 
 } // namespace iam_tokend

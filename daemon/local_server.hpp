@@ -13,6 +13,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <chrono>
 #include <cstddef>
@@ -25,8 +26,10 @@ namespace iam_tokend {
 
 inline constexpr std::size_t max_request_header = 8 * 1024;
 inline constexpr std::size_t max_request_body = 4 * 1024;
-// A keep-alive connection with no request for this long is closed.
+// A keep-alive connection with no request for this long is closed, by a
+// sweep over all connections that runs this often.
 inline constexpr std::chrono::seconds idle_connection_timeout{60};
+inline constexpr std::chrono::seconds idle_sweep_interval{15};
 
 class LocalServer {
 public:
@@ -48,8 +51,12 @@ public:
 private:
     using Socket = boost::asio::local::stream_protocol::socket;
 
+    struct Connection;
+
     boost::asio::awaitable<void> accept_loop();
     boost::asio::awaitable<void> session(Socket socket);
+    boost::asio::awaitable<LocalReply> answer(LocalRequest request, Peer peer);
+    boost::asio::awaitable<void> close_idle_connections();
     void remove_socket_file();
 
     boost::asio::any_io_executor executor_;
@@ -60,7 +67,9 @@ private:
     ino_t socket_ino_ = 0;
     bool stopping_ = false;
     std::size_t busy_ = 0;
-    std::list<Socket*> idle_; // connections waiting for their next request
+    std::list<Connection*> connections_;
+    boost::asio::steady_timer sweep_timer_{executor_};
+    bool sweeping_ = false; // close_idle_connections() runs
 };
 
 } // namespace iam_tokend

@@ -1,5 +1,8 @@
 #include "routes.hpp"
 
+#include "rendered_reply.hpp"
+
+#include <boost/container/static_vector.hpp>
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
 #include <spdlog/spdlog.h>
@@ -13,6 +16,11 @@ namespace asio = boost::asio;
 namespace json = boost::json;
 
 namespace {
+
+// /v1/{resource}[/{profile}]: no route has more path segments.
+constexpr std::size_t max_path_segments = 3;
+// How many distinct token request targets are remembered parsed.
+constexpr std::size_t max_remembered_routes = 64;
 
 LocalReply json_reply(unsigned status, const json::value& body) {
     LocalReply reply;
@@ -65,21 +73,52 @@ LocalReply no_token(const TokenSource& source) {
                        "no token for profile " + source.profile().name + " is available");
 }
 
-json::object token_metadata(const Token& token, const TokenSource& source) {
-    auto now = BootClock::now();
-    auto seconds = [](auto duration) {
-        return std::max<std::int64_t>(0,
-                                      std::chrono::floor<std::chrono::seconds>(duration).count());
-    };
-    auto status = source.status();
+// The parts of a token's metadata that count down, in whole seconds.
+struct Countdowns {
+    std::int64_t expires_in = 0;
+    std::int64_t refresh_in = 0;
+};
+
+Countdowns countdowns(const Token& token, const TokenSource& source) {
+    auto left = std::chrono::floor<std::chrono::seconds>(token.expires_at - BootClock::now());
+    return {std::max<std::int64_t>(0, left.count()), source.next_refresh_in()};
+}
+
+json::object token_metadata(const Token& token, const TokenSource& source, Countdowns left) {
     return {
         {"token_type", "Bearer"},
-        {"expires_in", seconds(token.expires_at - now)},
+        {"expires_in", left.expires_in},
         {"expiration",
          std::chrono::floor<std::chrono::seconds>(token.expiration.time_since_epoch()).count()},
-        {"refresh_in", status["next_refresh_in"]},
+        {"refresh_in", left.refresh_in},
         {"profile", source.profile().name},
     };
+}
+
+// The reply to GET /v1/token with `token` in `format` ("json", "header" or
+// "raw"); only the JSON one shows the countdowns.
+LocalReply token_reply(const Token& token,
+                       const TokenSource& source,
+                       std::string_view format,
+                       Countdowns left) {
+    LocalReply reply;
+    reply.headers.emplace_back("Cache-Control", "no-store");
+    if (format == "raw") {
+        reply.content_type = "text/plain";
+        reply.body = token.access_token;
+    } else if (format == "header") {
+        reply.content_type = "text/plain";
+        reply.body = "Bearer " + token.access_token;
+    } else {
+        auto body = token_metadata(token, source, left);
+        body["access_token"] = token.access_token;
+        reply.body = json::serialize(body);
+    }
+    return reply;
+}
+
+std::shared_ptr<const RenderedReply> render_shared(LocalReply reply) {
+    return std::make_shared<const RenderedReply>(render(std::move(reply)));
 }
 
 } // namespace
@@ -93,12 +132,17 @@ std::shared_ptr<TokenSource> Router::find(const std::string& name) const {
     return it == profiles_.sources.end() ? nullptr : it->second;
 }
 
-asio::awaitable<LocalReply> Router::handle(LocalRequest request, Peer peer) {
-    auto parsed = boost::urls::parse_origin_form(request.target);
+std::variant<Route, LocalReply> Router::route(std::string_view method,
+                                              std::string_view target) const {
+    auto parsed = boost::urls::parse_origin_form(target);
     if (!parsed) {
-        co_return error(400, "bad_request", "the request target is not a valid path");
+        return error(400, "bad_request", "the request target is not a valid path");
     }
-    std::vector<std::string> path(parsed->segments().begin(), parsed->segments().end());
+    if (parsed->segments().size() > max_path_segments) {
+        return error(404, "not_found", "no such resource: " + std::string(parsed->path()));
+    }
+    boost::container::static_vector<std::string, max_path_segments> path(parsed->segments().begin(),
+                                                                         parsed->segments().end());
 
     // The resource decides which method is allowed.
     std::string_view allowed_method = "GET";
@@ -107,50 +151,155 @@ asio::awaitable<LocalReply> Router::handle(LocalRequest request, Peer peer) {
     bool is_fixed =
         path.size() == 2 && path[0] == "v1" && (path[1] == "health" || path[1] == "status");
     if (!is_token && !is_fixed) {
-        co_return error(404, "not_found", "no such resource: " + std::string(parsed->path()));
+        return error(404, "not_found", "no such resource: " + std::string(parsed->path()));
     }
     if (is_token && path[1] == "refresh") {
         allowed_method = "POST";
     }
-    if (request.method != allowed_method) {
+    if (method != allowed_method) {
         auto reply = error(405, "method_not_allowed", "use " + std::string(allowed_method));
         reply.headers.emplace_back("Allow", allowed_method);
-        co_return reply;
+        return reply;
     }
 
+    Route wanted;
+    wanted.resource = path[1];
     if (is_fixed) {
-        co_return path[1] == "health" ? health() : status();
+        return wanted;
     }
 
     // /v1/token[/{profile}] and /v1/refresh[/{profile}] with their query.
-    std::string profile = path.size() == 3 ? path[2] : profiles_.default_name;
-    Seconds min_valid{0};
-    Seconds wait = default_client_wait;
-    std::string format = "json";
+    wanted.profile = path.size() == 3 ? path[2] : profiles_.default_name;
     for (auto param : parsed->params()) {
         if (param.key == "min_valid" || param.key == "wait") {
             auto value = parse_seconds(param.value, max_client_wait);
             if (!value) {
-                co_return error(400,
-                                "bad_request",
-                                param.key + " must be a number of seconds from 0 to " +
-                                    std::to_string(static_cast<int>(max_client_wait.count())));
+                return error(400,
+                             "bad_request",
+                             param.key + " must be a number of seconds from 0 to " +
+                                 std::to_string(static_cast<int>(max_client_wait.count())));
             }
-            (param.key == "wait" ? wait : min_valid) = *value;
+            (param.key == "wait" ? wanted.wait : wanted.min_valid) = *value;
         } else if (param.key == "format") {
             if (param.value != "json" && param.value != "header" && param.value != "raw") {
-                co_return error(400, "bad_request", "format must be json, header or raw");
+                return error(400, "bad_request", "format must be json, header or raw");
             }
-            format = param.value;
+            wanted.format = param.value;
         } else {
-            co_return error(400, "bad_request", "unknown query parameter: " + param.key);
+            return error(400, "bad_request", "unknown query parameter: " + param.key);
         }
     }
 
-    if (path[1] == "refresh") {
-        co_return co_await refresh(std::move(profile), wait, peer);
+    return wanted;
+}
+
+asio::awaitable<LocalReply> Router::handle(LocalRequest request, Peer peer) {
+    auto routed = route(request.method, request.target);
+    if (auto* refusal = std::get_if<LocalReply>(&routed)) {
+        co_return std::move(*refusal);
     }
-    co_return co_await token(std::move(profile), min_valid, wait, std::move(format), peer);
+    auto& wanted = std::get<Route>(routed);
+    if (wanted.resource == "health") {
+        co_return health();
+    }
+    if (wanted.resource == "status") {
+        co_return status();
+    }
+    if (wanted.resource == "refresh") {
+        co_return co_await refresh(std::move(wanted.profile), wanted.wait, peer);
+    }
+    co_return co_await token(std::move(wanted.profile),
+                             wanted.min_valid,
+                             wanted.wait,
+                             std::move(wanted.format),
+                             peer);
+}
+
+// Parsing a target costs more than all the rest of answering it, and
+// clients ask for the same few targets again and again: their routes are
+// remembered by the exact target. The memory is emptied when it is full
+// (a client cycling through made-up targets only costs the parsing), and
+// when a reload changes the default profile, which a target without a
+// profile name resolves to.
+const Route* Router::token_route(std::string_view method, std::string_view target) {
+    if (method != "GET") {
+        return nullptr;
+    }
+    if (remembered_default_ != profiles_.default_name) {
+        remembered_routes_.clear();
+        remembered_default_ = profiles_.default_name;
+    }
+    if (auto known = remembered_routes_.find(target); known != remembered_routes_.end()) {
+        return &known->second;
+    }
+
+    auto routed = route(method, target);
+    auto* wanted = std::get_if<Route>(&routed);
+    if (wanted == nullptr || wanted->resource != "token") {
+        return nullptr;
+    }
+    if (remembered_routes_.size() >= max_remembered_routes) {
+        remembered_routes_.clear();
+    }
+    return &remembered_routes_.emplace(target, std::move(*wanted)).first->second;
+}
+
+std::shared_ptr<const RenderedReply>
+Router::answer_now(std::string_view method, std::string_view target, const Peer& peer) {
+    const Route* wanted = token_route(method, target);
+    if (wanted == nullptr) {
+        return nullptr;
+    }
+    auto source = find(wanted->profile);
+    if (!source || !allowed(source->profile().allow, peer)) {
+        return nullptr;
+    }
+    auto token = source->current(wanted->min_valid);
+    if (!token) {
+        return nullptr;
+    }
+    return rendered_token_reply(wanted->profile, *source, std::move(token), wanted->format);
+}
+
+// Replies are rendered when first asked for and then shared, until the
+// token changes, or, for the JSON reply, until one of its countdowns
+// (expires_in, refresh_in) moves on, which under load is about once a
+// second. A reply being written keeps its bytes alive, so replacing it here
+// never pulls them from under a write.
+std::shared_ptr<const RenderedReply>
+Router::rendered_token_reply(const std::string& profile,
+                             const TokenSource& source,
+                             std::shared_ptr<const Token> token,
+                             std::string_view format) {
+    auto it = rendered_tokens_.find(profile);
+    if (it == rendered_tokens_.end()) {
+        // A new profile, maybe after a reload: drop those that are gone.
+        std::erase_if(rendered_tokens_, [this](const auto& entry) {
+            return !profiles_.sources.contains(entry.first);
+        });
+        it = rendered_tokens_.emplace(profile, RenderedTokenReplies{}).first;
+    }
+    auto& replies = it->second;
+    if (replies.token != token) {
+        replies = RenderedTokenReplies{};
+        replies.token = std::move(token);
+    }
+
+    Countdowns left = countdowns(*replies.token, source);
+    if (format == "json") {
+        if (!replies.json || left.expires_in != replies.json_expires_in ||
+            left.refresh_in != replies.json_refresh_in) {
+            replies.json = render_shared(token_reply(*replies.token, source, format, left));
+            replies.json_expires_in = left.expires_in;
+            replies.json_refresh_in = left.refresh_in;
+        }
+        return replies.json;
+    }
+    auto& kept = format == "header" ? replies.header : replies.raw;
+    if (!kept) {
+        kept = render_shared(token_reply(*replies.token, source, format, left));
+    }
+    return kept;
 }
 
 asio::awaitable<LocalReply>
@@ -167,21 +316,7 @@ Router::token(std::string profile, Seconds min_valid, Seconds wait, std::string 
     if (!token) {
         co_return no_token(*source);
     }
-
-    LocalReply reply;
-    reply.headers.emplace_back("Cache-Control", "no-store");
-    if (format == "raw") {
-        reply.content_type = "text/plain";
-        reply.body = token->access_token;
-    } else if (format == "header") {
-        reply.content_type = "text/plain";
-        reply.body = "Bearer " + token->access_token;
-    } else {
-        auto body = token_metadata(*token, *source);
-        body["access_token"] = token->access_token;
-        reply.body = json::serialize(body);
-    }
-    co_return reply;
+    co_return token_reply(*token, *source, format, countdowns(*token, *source));
 }
 
 asio::awaitable<LocalReply> Router::refresh(std::string profile, Seconds wait, Peer peer) {
@@ -204,7 +339,7 @@ asio::awaitable<LocalReply> Router::refresh(std::string profile, Seconds wait, P
                               "refresh_failed",
                               "the refresh of profile " + source->profile().name + " failed");
     }
-    auto reply = json_reply(200, token_metadata(*token, *source));
+    auto reply = json_reply(200, token_metadata(*token, *source, countdowns(*token, *source)));
     reply.headers.emplace_back("Cache-Control", "no-store");
     co_return reply;
 }

@@ -6,10 +6,13 @@
 
 #include <boost/asio/awaitable.hpp>
 
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include <sys/types.h>
@@ -46,16 +49,53 @@ struct LocalReply {
     std::vector<std::pair<std::string, std::string>> headers;
 };
 
+struct RenderedReply; // rendered_reply.hpp
+
+// What a request asks for, once its method, path and query are checked.
+struct Route {
+    std::string resource; // "token", "refresh", "health" or "status"
+    std::string profile;
+    Seconds min_valid{0};
+    Seconds wait = default_client_wait;
+    std::string format = "json";
+};
+
 class Router {
 public:
     explicit Router(const Profiles& profiles) : profiles_(profiles) {}
 
     boost::asio::awaitable<LocalReply> handle(LocalRequest request, Peer peer);
 
+    // The fast path, for the request nearly every client makes: when the
+    // request asks for a token that is there and good enough, its reply,
+    // rendered (and shared with other clients until its content changes).
+    // Null for every other request, or when the answer would be an error or
+    // a wait: handle() gives those.
+    std::shared_ptr<const RenderedReply>
+    answer_now(std::string_view method, std::string_view target, const Peer& peer);
+
     // The reply to a request the server could not parse.
     static LocalReply error(unsigned status, std::string_view code, std::string_view message);
 
 private:
+    // The GET /v1/token replies of one profile, kept rendered.
+    struct RenderedTokenReplies {
+        std::shared_ptr<const Token> token;
+        std::int64_t json_expires_in = -1; // the countdowns the JSON reply shows
+        std::int64_t json_refresh_in = -1;
+        std::shared_ptr<const RenderedReply> json;
+        std::shared_ptr<const RenderedReply> header;
+        std::shared_ptr<const RenderedReply> raw;
+    };
+
+    // The route, or the error reply when the request has none.
+    std::variant<Route, LocalReply> route(std::string_view method, std::string_view target) const;
+    // The route of a GET for a token, remembered; null for anything else.
+    const Route* token_route(std::string_view method, std::string_view target);
+    std::shared_ptr<const RenderedReply> rendered_token_reply(const std::string& profile,
+                                                              const TokenSource& source,
+                                                              std::shared_ptr<const Token> token,
+                                                              std::string_view format);
     boost::asio::awaitable<LocalReply>
     token(std::string profile, Seconds min_valid, Seconds wait, std::string format, Peer peer);
     boost::asio::awaitable<LocalReply> refresh(std::string profile, Seconds wait, Peer peer);
@@ -64,6 +104,11 @@ private:
     std::shared_ptr<TokenSource> find(const std::string& name) const;
 
     const Profiles& profiles_;
+    std::map<std::string, RenderedTokenReplies, std::less<>> rendered_tokens_;
+    // Token routes already parsed, by their exact target (see token_route),
+    // and the default profile they were parsed with.
+    std::map<std::string, Route, std::less<>> remembered_routes_;
+    std::string remembered_default_;
 };
 
 } // namespace iam_tokend
