@@ -93,6 +93,10 @@ void TokenSource::start() {
                    log_escape("[profile " + profile_.name + "] refresh loop", shared_from_this()));
 }
 
+void TokenSource::serve_meanwhile(const TokenSource& previous) {
+    token_ = previous.token_;
+}
+
 void TokenSource::stop() {
     stopping_ = true;
     wakeup_.cancel();

@@ -76,6 +76,13 @@ public:
     // must not block.
     void add_listener(Listener listener) { listeners_.push_back(std::move(listener)); }
 
+    // Called before start() when a reload replaces `previous` (the profile's
+    // settings or secret changed): its token, while servable, is served
+    // until this source's own first login, which starts at once. A first
+    // token that does not outlive the old one is treated like any token that
+    // brings no progress (the old one stays, retried with backoff).
+    void serve_meanwhile(const TokenSource& previous);
+
     // Starts the refresh loop; stop() ends it and releases every waiter.
     void start();
     void stop();
