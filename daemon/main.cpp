@@ -5,7 +5,6 @@
 #include "daemon.hpp"
 #include "local_client.hpp"
 #include "log.hpp"
-#include "secret.hpp"
 
 #include <boost/json.hpp>
 #include <spdlog/spdlog.h>
