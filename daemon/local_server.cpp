@@ -170,12 +170,32 @@ LocalServer::LocalServer(asio::any_io_executor executor, Router& router, SocketS
     }
 }
 
+LocalServer::LocalServer(asio::any_io_executor executor,
+                         Router& router,
+                         SocketSettings settings,
+                         int listening_fd)
+    : executor_(std::move(executor)),
+      router_(router),
+      settings_(std::move(settings)),
+      acceptor_(executor_, Protocol(), listening_fd),
+      from_systemd_(true) {
+    // The path the socket unit bound is the one clients use.
+    boost::system::error_code ec;
+    std::string bound = acceptor_.local_endpoint(ec).path();
+    if (!ec && !bound.empty() && bound != settings_.path) {
+        spdlog::warn("serving on {}, the socket systemd passed; socket.path {} is not used",
+                     bound,
+                     settings_.path);
+        settings_.path = bound;
+    }
+}
+
 LocalServer::~LocalServer() {
     remove_socket_file();
 }
 
 void LocalServer::start() {
-    spdlog::info("listening on {}", settings_.path);
+    spdlog::info("listening on {}{}", settings_.path, from_systemd_ ? " (passed by systemd)" : "");
     asio::co_spawn(executor_, accept_loop(), log_escape("the listener"));
 }
 
