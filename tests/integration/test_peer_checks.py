@@ -163,6 +163,8 @@ class PeerChecksTest(IntegrationTest):
 
     def test_refresh_is_checked_too(self):
         self.start_with_profiles({"default": {"uids": [0]}})
+        # The first login over (root may ask), so any later request is the refusal's.
+        self.assert_issued(self.get_token())
         logins = len(self.fake.token_requests())
 
         status, body, _ = self.as_nobody("/v1/refresh/default", method="POST")

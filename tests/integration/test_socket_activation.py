@@ -75,7 +75,7 @@ class SocketActivationTest(IntegrationTest):
     def test_without_a_passed_socket_it_makes_its_own(self):
         self.start_fake()
         self.start_daemon()
-        self.assertEqual(self.daemon.get("/v1/health").status, 200)
+        self.assert_issued(self.get_token())
         self.assertNotIn("passed by systemd", self.daemon.read_log())
         self.assertEqual(self.daemon.stop(), 0)
         self.assertFalse(os.path.exists(self.daemon.socket_path))
