@@ -24,6 +24,7 @@ readonly required_packages=(
     openssl
     curl
     ca-certificates
+    systemd # systemd-analyze, systemd-socket-activate, sysusers, tmpfiles: tests
 )
 
 # The build folder. IAM_TOKEND_BUILD_DIR selects another one, e.g. to keep a
