@@ -24,6 +24,8 @@ readonly required_packages=(
     openssl
     curl
     ca-certificates
+    # promtool, which checks the /metrics page in the tests
+    prometheus
 )
 
 # The build folder. IAM_TOKEND_BUILD_DIR selects another one, e.g. to keep a
