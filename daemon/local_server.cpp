@@ -1,5 +1,6 @@
 #include "local_server.hpp"
 
+#include "metrics.hpp"
 #include "spawn.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -238,6 +239,7 @@ asio::awaitable<void> LocalServer::accept_loop() {
 
 asio::awaitable<void> LocalServer::session(Socket socket) {
     Peer peer = peer_of(socket);
+    OpenConnection counted(metrics_);
     beast::flat_buffer buffer;
     boost::system::error_code ec;
 
@@ -271,6 +273,9 @@ asio::awaitable<void> LocalServer::session(Socket socket) {
             } else {
                 break; // the client went away, or the connection timed out
             }
+            if (metrics_ != nullptr) {
+                metrics_->count_request(Route::unparsed, reply.status);
+            }
             co_await http::async_write(socket,
                                        to_response(std::move(reply), 11, false),
                                        as_tuple(use_awaitable));
@@ -287,6 +292,9 @@ asio::awaitable<void> LocalServer::session(Socket socket) {
         } catch (const std::exception& e) {
             spdlog::error("internal error answering {}: {}", request.target(), e.what());
             reply = Router::error(500, "internal_error", "internal error");
+        }
+        if (metrics_ != nullptr) {
+            metrics_->count_request(route_of(request.target()), reply.status);
         }
         auto response = to_response(std::move(reply), request.version(), keep_alive && !stopping_);
         auto [write_ec, written] =

@@ -51,6 +51,9 @@ public:
     void stop();
     // Connections still busy with a request.
     std::size_t busy() const { return busy_; }
+    // Counts connections and replies into `metrics`, which must outlive the
+    // server.
+    void set_metrics(Metrics* metrics) { metrics_ = metrics; }
     const SocketSettings& settings() const { return settings_; }
 
 private:
@@ -62,6 +65,7 @@ private:
 
     boost::asio::any_io_executor executor_;
     Router& router_;
+    Metrics* metrics_ = nullptr;
     SocketSettings settings_;
     boost::asio::local::stream_protocol::acceptor acceptor_;
     dev_t socket_dev_ = 0;

@@ -1,5 +1,7 @@
 #include "routes.hpp"
 
+#include "metrics.hpp"
+
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
 #include <spdlog/spdlog.h>
@@ -110,7 +112,8 @@ asio::awaitable<LocalReply> Router::handle(LocalRequest request, Peer peer) {
                     (path[1] == "token" || path[1] == "refresh");
     bool is_fixed =
         path.size() == 2 && path[0] == "v1" && (path[1] == "health" || path[1] == "status");
-    if (!is_token && !is_fixed) {
+    bool is_metrics = metrics_ != nullptr && path.size() == 1 && path[0] == "metrics";
+    if (!is_token && !is_fixed && !is_metrics) {
         co_return error(404, "not_found", "no such resource: " + std::string(parsed->path()));
     }
     if (is_token && path[1] == "refresh") {
@@ -124,6 +127,9 @@ asio::awaitable<LocalReply> Router::handle(LocalRequest request, Peer peer) {
 
     if (is_fixed) {
         co_return path[1] == "health" ? health() : status();
+    }
+    if (is_metrics) {
+        co_return metrics();
     }
 
     // /v1/token[/{profile}] and /v1/refresh[/{profile}] with their query.
@@ -224,6 +230,13 @@ LocalReply Router::health() const {
         return json_reply(200, {{"status", "ok"}});
     }
     return json_reply(503, {{"status", "unavailable"}, {"profiles", std::move(failing)}});
+}
+
+LocalReply Router::metrics() const {
+    LocalReply reply;
+    reply.content_type = metrics_content_type;
+    reply.body = metrics_->render(profiles_);
+    return reply;
 }
 
 LocalReply Router::status() const {

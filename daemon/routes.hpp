@@ -39,6 +39,8 @@ struct Profiles {
     std::string default_name;
 };
 
+class Metrics;
+
 struct LocalRequest {
     std::string method;
     std::string target;
@@ -53,7 +55,11 @@ struct LocalReply {
 
 class Router {
 public:
-    explicit Router(const Profiles& profiles) : profiles_(profiles) {}
+    // `metrics`, when given, is served at GET /metrics and must outlive the
+    // router.
+    explicit Router(const Profiles& profiles, const Metrics* metrics = nullptr)
+        : profiles_(profiles),
+          metrics_(metrics) {}
 
     boost::asio::awaitable<LocalReply> handle(LocalRequest request, Peer peer);
 
@@ -66,9 +72,11 @@ private:
     boost::asio::awaitable<LocalReply> refresh(std::string profile, Seconds wait, Peer peer);
     LocalReply health() const;
     LocalReply status() const;
+    LocalReply metrics() const;
     std::shared_ptr<TokenSource> find(const std::string& name) const;
 
     const Profiles& profiles_;
+    const Metrics* metrics_;
 };
 
 } // namespace iam_tokend

@@ -35,10 +35,6 @@ std::int64_t unix_time(std::chrono::system_clock::time_point at) {
     return std::chrono::floor<std::chrono::seconds>(at.time_since_epoch()).count();
 }
 
-std::string_view to_string(AttemptGrant grant) {
-    return grant == AttemptGrant::refresh_token ? "refresh_token" : "apikey";
-}
-
 json::value failure_json(const Failure& failure) {
     json::object out;
     out["kind"] = to_string(failure.kind);
@@ -93,6 +89,33 @@ void TokenSource::start() {
                    log_escape("[profile " + profile_.name + "] refresh loop", shared_from_this()));
 }
 
+bool TokenSource::adopt(std::optional<Token> token, std::optional<std::string> refresh_token) {
+    if (running_ || token_) {
+        return false;
+    }
+    if (refresh_token) {
+        refresh_token_ = std::move(refresh_token);
+    }
+    auto now = BootClock::now();
+    if (!token || token->expires_at - now <= to_boot(profile_.refresh.min_valid)) {
+        return false;
+    }
+
+    auto life = std::chrono::duration_cast<Seconds>(token->expires_at - token->obtained_at);
+    std::uniform_real_distribution<double> jitter(-1.0, 1.0);
+    next_attempt_ = refresh_time(token->obtained_at, life, now, profile_.refresh, jitter(random_));
+    token->restored = true;
+    token_ = std::make_shared<const Token>(std::move(*token));
+    spdlog::info("[profile {}] serving token {} saved by an earlier run: valid for {} s more, "
+                 "next refresh in {} s",
+                 profile_.name,
+                 token_->fingerprint,
+                 whole_seconds(token_->expires_at - now),
+                 whole_seconds(next_attempt_ - now));
+    notify(SourceEvent::new_token);
+    return true;
+}
+
 void TokenSource::stop() {
     stopping_ = true;
     wakeup_.cancel();
@@ -145,6 +168,7 @@ asio::awaitable<void> TokenSource::attempt() {
 
     auto reply = co_await https_post(executor_, std::move(request));
     in_flight_ = false;
+    last_attempt_duration_ = BootClock::now() - sent;
     ++attempts_done_;
     if (stopping_) {
         co_return;
@@ -421,6 +445,9 @@ json::object TokenSource::status() const {
         {"refreshes", refreshes_},
         {"failures", failures_},
     };
+    for (const auto& [key, section] : status_sections_) {
+        out[key] = section();
+    }
     return out;
 }
 

@@ -438,6 +438,16 @@ class IntegrationTest(unittest.TestCase):
         self.addCleanup(self.fake.stop)
         return self.fake.start()
 
+    def start_extra_fake(self, name, token_life=3600.0, api_keys=None, extra_args=()):
+        """Another fake IAM, with its files in the subfolder `name`; stopped at
+        clean-up. self.fake is left alone."""
+        folder = os.path.join(self.tmp, name)
+        os.makedirs(folder, exist_ok=True)
+        keys = [self.api_key] if api_keys is None else api_keys
+        fake = FakeIam(folder, self.pki, keys, token_life, 0, extra_args)
+        self.addCleanup(fake.stop)
+        return fake.start()
+
     def prepare_daemon(self, profile=None, top=None, token_url=None, ca_file=None):
         """Writes the config for the running fake; the daemon is not started."""
         self.daemon = Daemon(self.tmp)
