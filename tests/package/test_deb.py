@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""The Debian package: built with cpack from the build folder
+($IAM_TOKEND_BUILD_DIR), checked for its contents, installed with dpkg -i,
+run (--version, and check-config on the installed example config), and
+purged again.
+
+dpkg -i needs root and a system where iam-tokend is not installed already
+(a real installation is never touched). Otherwise the package is unpacked
+with dpkg -x into a temporary root and the same checks run there; the test
+says so on stderr.
+
+The example config names /etc/iam-tokend/apikey. check-config first runs
+without that file and must report it as the only problem; then, when the
+package is installed and no such file exists, the test writes a dummy key
+there (mode 0600), expects check-config to pass, and removes it again.
+"""
+
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+PACKAGE = "iam-tokend"
+CONFIG = "/etc/iam-tokend/config.json"
+API_KEY_FILE = "/etc/iam-tokend/apikey"
+UNIT_SUFFIXES = (".service", ".socket", ".timer", ".path")
+COMMAND_TIMEOUT_S = 240
+DPKG_LOCK_RETRIES = 30
+DPKG_LOCK_WAIT_S = 2.0
+
+
+def run(argv, **kwargs):
+    return subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S,
+                          stdin=subprocess.DEVNULL, **kwargs)
+
+
+def dpkg(*args):
+    """dpkg, waiting for the lock that another package tool may hold."""
+    for _ in range(DPKG_LOCK_RETRIES):
+        result = run(["dpkg", *args])
+        if result.returncode == 0 or "lock" not in result.stderr:
+            return result
+        time.sleep(DPKG_LOCK_WAIT_S)
+    return result
+
+
+def installed():
+    result = run(["dpkg-query", "-W", "-f=${Status}", PACKAGE])
+    return result.returncode == 0 and result.stdout.endswith(" installed")
+
+
+def expected_paths():
+    """Every path the package must hold, from what the source tree has."""
+    paths = {"./usr/bin/iam-tokend", "." + CONFIG, "./usr/share/doc/iam-tokend/README.md"}
+    systemd = os.path.join(REPO, "systemd")
+    for name in sorted(os.listdir(systemd)) if os.path.isdir(systemd) else []:
+        if name.endswith(UNIT_SUFFIXES):
+            paths.add(f"./usr/lib/systemd/system/{name}")
+        for kind in ("sysusers", "tmpfiles"):
+            if kind in name:
+                paths.add(f"./usr/lib/{kind}.d/iam-tokend.conf")
+    return paths
+
+
+class DebPackageTest(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        build = os.environ.get("IAM_TOKEND_BUILD_DIR") or os.path.join(REPO, "build")
+        cls.tmp = tempfile.mkdtemp(prefix="iam-tokend-deb-", dir="/tmp")
+        result = run(["cpack", "-G", "DEB", "--config",
+                      os.path.join(build, "CPackConfig.cmake"), "-B", cls.tmp])
+        if result.returncode != 0:
+            raise AssertionError(f"cpack failed:\n{result.stdout}\n{result.stderr}")
+        [cls.deb] = glob.glob(os.path.join(cls.tmp, "*.deb"))
+        binary = os.path.join(build, "daemon", "iam-tokend")
+        cls.version = run([binary, "--version"]).stdout.split()[-1]
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def field(self, name):
+        return run(["dpkg-deb", "-f", self.deb, name]).stdout.strip()
+
+    def test_control_fields(self):
+        self.assertEqual(self.field("Package"), PACKAGE)
+        self.assertEqual(self.field("Version"), self.version)
+        depends = self.field("Depends")
+        for library in ("libssl3", "libc6", "libstdc++6"):
+            self.assertIn(library, depends)
+        conffiles = run(["dpkg-deb", "-I", self.deb, "conffiles"]).stdout.split()
+        self.assertEqual(conffiles, [CONFIG])
+
+    def test_contents(self):
+        listing = run(["dpkg-deb", "-c", self.deb]).stdout
+        paths = {line.split()[-1] for line in listing.splitlines()}
+        missing = expected_paths() - paths
+        self.assertEqual(missing, set(), f"not in the package:\n{listing}")
+        binary = [line for line in listing.splitlines() if line.endswith("/usr/bin/iam-tokend")]
+        self.assertTrue(binary[0].startswith("-rwxr-xr-x root/root"), binary)
+
+    def test_install_run_and_remove(self):
+        reason = self.why_not_dpkg_install()
+        if reason is None:
+            self.install_and_check()
+        else:
+            sys.stderr.write(f"\ndpkg -i is not possible here ({reason}); checking the "
+                             f"package unpacked with dpkg -x instead\n")
+            self.unpack_and_check()
+
+    def why_not_dpkg_install(self):
+        if os.geteuid() != 0:
+            return "not root"
+        if shutil.which("dpkg") is None:
+            return "no dpkg"
+        if installed():
+            return f"{PACKAGE} is installed on this system already"
+        return None
+
+    # --- installed in the system --------------------------------------
+
+    def install_and_check(self):
+        result = dpkg("-i", self.deb)
+        self.addCleanup(self.purge)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertTrue(installed())
+
+        self.check_version("/usr/bin/iam-tokend")
+        self.check_example_config("/usr/bin/iam-tokend", CONFIG,
+                                  only_key_missing=not os.path.exists(API_KEY_FILE))
+        if os.path.exists(API_KEY_FILE):
+            return  # someone's real key: neither overwritten nor removed
+        with open(API_KEY_FILE, "w", encoding="ascii") as f:
+            f.write("dummy-key-for-check-config\n")
+        self.addCleanup(os.remove, API_KEY_FILE)
+        os.chmod(API_KEY_FILE, 0o600)
+
+        result = run(["/usr/bin/iam-tokend", "check-config", "-c", CONFIG])
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("ok (1 profile(s))", result.stdout)
+
+    def purge(self):
+        result = dpkg("--purge", PACKAGE)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertFalse(installed())
+        self.assertFalse(os.path.exists("/usr/bin/iam-tokend"))
+        self.assertFalse(os.path.exists(CONFIG))
+
+    # --- unpacked into a temporary root -------------------------------
+
+    def unpack_and_check(self):
+        root = os.path.join(self.tmp, "root")
+        result = run(["dpkg-deb", "-x", self.deb, root])
+        self.assertEqual(result.returncode, 0, result.stderr)
+        binary = os.path.join(root, "usr/bin/iam-tokend")
+        self.check_version(binary)
+        self.check_example_config(binary, root + CONFIG,
+                                  only_key_missing=not os.path.exists(API_KEY_FILE))
+
+    # --- shared checks ------------------------------------------------
+
+    def check_version(self, binary):
+        result = run([binary, "--version"])
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stdout.strip(), f"{PACKAGE} {self.version}")
+
+    def check_example_config(self, binary, config, only_key_missing):
+        """Without its API key file the example's only problem is that file."""
+        result = run([binary, "check-config", "-c", config])
+        if not only_key_missing:
+            self.assertEqual(result.returncode, 0, result.stderr)
+            return
+        self.assertEqual(result.returncode, 2, result.stdout)
+        problems = result.stderr.splitlines()
+        self.assertEqual(len(problems), 1, result.stderr)
+        self.assertRegex(problems[0],
+                         rf"^{re.escape(config)}: profiles\.default\.api_key_file: .*"
+                         rf"{re.escape(API_KEY_FILE)}")
+
+
+if __name__ == "__main__":
+    unittest.main()
