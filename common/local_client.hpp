@@ -14,6 +14,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -196,13 +197,13 @@ inline LocalResponse local_request(const std::string& socket_path,
 
     auto deadline = std::chrono::steady_clock::now() + timeout;
     std::string raw;
-    char chunk[4096];
+    std::array<char, 4096> chunk{};
     for (;;) {
         if (!wait_readable(fd.get(), deadline)) {
             failed.error = "no reply from " + socket_path + " in time";
             return failed;
         }
-        ssize_t got = recv(fd.get(), chunk, sizeof chunk, 0);
+        ssize_t got = recv(fd.get(), chunk.data(), chunk.size(), 0);
         if (got < 0 && errno == EINTR) {
             continue;
         }
@@ -213,7 +214,7 @@ inline LocalResponse local_request(const std::string& socket_path,
         if (got == 0) {
             break;
         }
-        raw.append(chunk, static_cast<std::size_t>(got));
+        raw.append(chunk.data(), static_cast<std::size_t>(got));
         if (raw.size() > max_local_reply) {
             failed.error = "the reply is too large";
             return failed;

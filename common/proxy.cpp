@@ -8,6 +8,7 @@
 #include <boost/url/parse.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <charconv>
 #include <cstdlib>
@@ -24,8 +25,8 @@ constexpr std::string_view default_https_port = "443";
 constexpr int max_port = 65535;
 
 // Environment variables in the order they are asked.
-constexpr std::string_view proxy_variables[] = {"https_proxy", "HTTPS_PROXY"};
-constexpr std::string_view no_proxy_variables[] = {"no_proxy", "NO_PROXY"};
+constexpr std::array<std::string_view, 2> proxy_variables = {"https_proxy", "HTTPS_PROXY"};
+constexpr std::array<std::string_view, 2> no_proxy_variables = {"no_proxy", "NO_PROXY"};
 
 std::string lower(std::string_view text) {
     std::string out(text);

@@ -50,6 +50,14 @@ json::value failure_json(const Failure& failure) {
     return out;
 }
 
+// Overwrites a secret held in memory before it is freed.
+void cleanse(std::optional<std::string>& secret) {
+    if (secret) {
+        std::string& value = *secret;
+        OPENSSL_cleanse(value.data(), value.size());
+    }
+}
+
 // A reply that lacks the UAA token the profile asked for is no token at
 // all: serving the IAM token alone would leave `kind=uaa` clients without.
 Failure missing_uaa_token(int http_status) {
@@ -88,11 +96,8 @@ TokenSource::TokenSource(asio::any_io_executor executor, Profile profile, std::s
 
 TokenSource::~TokenSource() {
     OPENSSL_cleanse(secret_.data(), secret_.size());
-    for (auto* secret : {&refresh_token_, &uaa_refresh_token_}) {
-        if (*secret) {
-            OPENSSL_cleanse((*secret)->data(), (*secret)->size());
-        }
-    }
+    cleanse(refresh_token_);
+    cleanse(uaa_refresh_token_);
 }
 
 void TokenSource::start() {

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -30,8 +31,9 @@ constexpr milliseconds long_timeout{5000};
 // request it read.
 class StandIn {
 public:
-    explicit StandIn(const fs::path& dir) : path_((dir / "test.sock").string()) {
-        fd_ = socket(AF_UNIX, SOCK_STREAM, 0);
+    explicit StandIn(const fs::path& dir)
+        : path_((dir / "test.sock").string()),
+          fd_(socket(AF_UNIX, SOCK_STREAM, 0)) {
         sockaddr_un address{};
         address.sun_family = AF_UNIX;
         std::snprintf(address.sun_path, sizeof address.sun_path, "%s", path_.c_str());
@@ -52,10 +54,10 @@ public:
     void serve(std::string reply, milliseconds hold = milliseconds{0}) {
         thread_ = std::thread([this, reply = std::move(reply), hold] {
             int peer = accept(fd_, nullptr, nullptr);
-            char buffer[4096];
-            ssize_t got = recv(peer, buffer, sizeof buffer, 0);
+            std::array<char, 4096> buffer{};
+            ssize_t got = recv(peer, buffer.data(), buffer.size(), 0);
             if (got > 0) {
-                request_.assign(buffer, static_cast<std::size_t>(got));
+                request_.assign(buffer.data(), static_cast<std::size_t>(got));
             }
             std::this_thread::sleep_for(hold);
             send(peer, reply.data(), reply.size(), MSG_NOSIGNAL);
@@ -82,8 +84,8 @@ private:
 class LocalClient : public ::testing::Test {
 protected:
     void SetUp() override {
-        char pattern[] = "/tmp/iam-tokend-client-XXXXXX";
-        dir_ = mkdtemp(pattern);
+        std::string pattern = "/tmp/iam-tokend-client-XXXXXX";
+        dir_ = mkdtemp(pattern.data());
     }
     void TearDown() override { fs::remove_all(dir_); }
 

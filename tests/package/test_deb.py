@@ -5,7 +5,8 @@ run (--version, and check-config on the installed example config), and
 purged again.
 
 dpkg -i needs root and a system where iam-tokend is not installed already
-(a real installation is never touched). Otherwise the package is unpacked
+(a real installation is never touched); a lock file in /tmp makes test runs
+on one machine take turns. Otherwise the package is unpacked
 with dpkg -x into a temporary root and the same checks run there; the test
 says so on stderr.
 
@@ -15,6 +16,7 @@ package is installed and no such file exists, the test writes a dummy key
 there (mode 0600), expects check-config to pass, and removes it again.
 """
 
+import fcntl
 import glob
 import os
 import re
@@ -34,6 +36,10 @@ UNIT_SUFFIXES = (".service", ".socket", ".timer", ".path")
 COMMAND_TIMEOUT_S = 240
 DPKG_LOCK_RETRIES = 30
 DPKG_LOCK_WAIT_S = 2.0
+# Held from the check that iam-tokend is not installed until it is purged,
+# so that two builds testing at once on one machine take turns.
+TEST_LOCK = "/tmp/iam-tokend-deb-test.lock"
+TEST_LOCK_TIMEOUT_S = 200
 
 
 def run(argv, **kwargs):
@@ -108,6 +114,7 @@ class DebPackageTest(unittest.TestCase):
         self.assertTrue(binary[0].startswith("-rwxr-xr-x root/root"), binary)
 
     def test_install_run_and_remove(self):
+        self.take_test_lock()
         reason = self.why_not_dpkg_install()
         if reason is None:
             self.install_and_check()
@@ -115,6 +122,20 @@ class DebPackageTest(unittest.TestCase):
             sys.stderr.write(f"\ndpkg -i is not possible here ({reason}); checking the "
                              f"package unpacked with dpkg -x instead\n")
             self.unpack_and_check()
+
+    def take_test_lock(self):
+        lock = open(TEST_LOCK, "a", encoding="ascii")  # closed, and so freed, at clean-up
+        self.addCleanup(lock.close)
+        deadline = time.monotonic() + TEST_LOCK_TIMEOUT_S
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise AssertionError(f"{TEST_LOCK} stayed locked for "
+                                         f"{TEST_LOCK_TIMEOUT_S} s") from None
+                time.sleep(DPKG_LOCK_WAIT_S)
 
     def why_not_dpkg_install(self):
         if os.geteuid() != 0:
