@@ -33,11 +33,17 @@ Daemon::Daemon(std::string config_path, Config config)
       config_(std::move(config)),
       router_(profiles_),
       signals_(io_, SIGTERM, SIGINT, SIGHUP),
-      stop_timer_(io_) {
+      stop_timer_(io_),
+      systemd_(io_.get_executor(), profiles_, config_.startup_timeout) {
     raise_open_file_limit();
     std::signal(SIGPIPE, SIG_IGN);
     profiles_ = make_profiles(config_, nullptr);
-    server_ = std::make_unique<LocalServer>(io_.get_executor(), router_, config_.socket);
+    if (auto passed = socket_from_systemd()) {
+        server_ =
+            std::make_unique<LocalServer>(io_.get_executor(), router_, config_.socket, *passed);
+    } else {
+        server_ = std::make_unique<LocalServer>(io_.get_executor(), router_, config_.socket);
+    }
 }
 
 Profiles Daemon::make_profiles(const Config& config, const Profiles* current) {
@@ -73,6 +79,7 @@ int Daemon::run() {
         source->start();
     }
     server_->start();
+    systemd_.start();
     wait_for_signal();
 
     io_.run();
@@ -90,7 +97,9 @@ void Daemon::wait_for_signal() {
 
 void Daemon::on_signal(int number) {
     if (number == SIGHUP) {
+        systemd_.reloading();
         reload();
+        systemd_.reloaded();
         wait_for_signal();
         return;
     }
@@ -146,6 +155,7 @@ void Daemon::begin_stop() {
         return;
     }
     stopping_ = true;
+    systemd_.stopping();
     signals_.cancel();
     server_->stop();
     for (auto& [name, source] : profiles_.sources) {

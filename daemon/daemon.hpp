@@ -9,6 +9,7 @@
 #include "config.hpp"
 #include "local_server.hpp"
 #include "routes.hpp"
+#include "systemd.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -48,6 +49,7 @@ private:
     std::unique_ptr<LocalServer> server_;
     boost::asio::signal_set signals_;
     boost::asio::steady_timer stop_timer_;
+    SystemdNotifier systemd_;
     std::chrono::steady_clock::time_point stop_deadline_{};
     bool stopping_ = false;
 };

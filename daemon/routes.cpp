@@ -38,8 +38,12 @@ bool allowed(const AllowList& allow, const Peer& peer) {
     if (allow.uids.empty() && allow.gids.empty()) {
         return true;
     }
-    return std::ranges::find(allow.uids, peer.uid) != allow.uids.end() ||
-           std::ranges::find(allow.gids, peer.gid) != allow.gids.end();
+    // The config refuses the all-ones id, so unknown ids match no list.
+    auto group_allowed = [&allow](gid_t gid) {
+        return std::ranges::find(allow.gids, gid) != allow.gids.end();
+    };
+    return std::ranges::find(allow.uids, peer.uid) != allow.uids.end() || group_allowed(peer.gid) ||
+           std::ranges::any_of(peer.groups, group_allowed);
 }
 
 LocalReply forbidden(const std::string& profile, const Peer& peer) {

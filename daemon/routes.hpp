@@ -21,11 +21,16 @@ namespace iam_tokend {
 inline constexpr Seconds default_client_wait{10};
 inline constexpr Seconds max_client_wait{300};
 
+// The all-ones id: what a peer's ids stay at when the kernel could not
+// tell them. No allow list can contain it.
+inline constexpr uid_t unknown_id = static_cast<uid_t>(-1);
+
 // The credentials of the process at the other end of a connection.
 struct Peer {
     pid_t pid = 0;
-    uid_t uid = 0;
-    gid_t gid = 0;
+    uid_t uid = unknown_id;
+    gid_t gid = unknown_id;
+    std::vector<gid_t> groups; // supplementary groups
 };
 
 // The daemon's token sources by profile name; replaced whole on reload.

@@ -238,11 +238,13 @@ void TokenSource::install(TokenGrant grant,
     consecutive_failures_ = 0;
     expired_warned_ = false;
     token_ = std::move(token);
-    spdlog::info("[profile {}] new token {} valid for {} s, next refresh in {} s",
-                 profile_.name,
-                 token_->fingerprint,
-                 grant.expires_in.count(),
-                 whole_seconds(next_attempt_ - now));
+    spdlog::info(
+        "[profile {}] new token {} from the {} grant, valid for {} s, next refresh in {} s",
+        profile_.name,
+        token_->fingerprint,
+        to_string(last_grant_),
+        grant.expires_in.count(),
+        whole_seconds(next_attempt_ - now));
     if (token_->iam_expiration) {
         auto skew = *token_->iam_expiration - unix_time(token_->expiration);
         if (std::abs(skew) > 60) {

@@ -24,6 +24,7 @@ readonly required_packages=(
     openssl
     curl
     ca-certificates
+    systemd # systemd-analyze, systemd-socket-activate, sysusers, tmpfiles: tests
     tinyproxy # a real HTTP proxy for the CONNECT tests
     dpkg-dev  # dpkg-shlibdeps: the .deb's Depends, for cpack
     file      # cpack's DEB generator runs it on the files it packs

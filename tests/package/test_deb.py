@@ -1,24 +1,30 @@
 #!/usr/bin/env python3
 """The Debian package: built with cpack from the build folder
-($IAM_TOKEND_BUILD_DIR), checked for its contents, installed with dpkg -i,
-run (--version, and check-config on the installed example config), and
-purged again.
+($IAM_TOKEND_BUILD_DIR), checked for its fields and contents, installed with
+dpkg -i, run (--version, and check-config on the installed example config
+and on the package's /etc/iam-tokend/config.json), and purged again.
 
 dpkg -i needs root and a system where iam-tokend is not installed already
 (a real installation is never touched); a lock file in /tmp makes test runs
-on one machine take turns. Otherwise the package is unpacked
-with dpkg -x into a temporary root and the same checks run there; the test
-says so on stderr.
+on one machine take turns. Otherwise the package is unpacked with dpkg -x
+into a temporary root and the same checks run there; the test says so on
+stderr.
 
-The example config names /etc/iam-tokend/apikey. check-config first runs
-without that file and must report it as the only problem; then, when the
-package is installed and no such file exists, the test writes a dummy key
-there (mode 0600), expects check-config to pass, and removes it again.
+Both configs name the API key at /etc/iam-tokend/apikey: the example as
+api_key_file, the package's config as the systemd credential "apikey"
+(checked with CREDENTIALS_DIRECTORY=/etc/iam-tokend, as the README says).
+check-config first runs without that file and must report it as the only
+problem; then the test writes a dummy key there (mode 0600), expects both
+configs to pass, and removes it again. An existing key file is left alone,
+and the configs must pass with it. In the dpkg -x case the dummy key goes
+into the temporary root instead.
 """
 
 import fcntl
 import glob
+import grp
 import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -30,21 +36,24 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 PACKAGE = "iam-tokend"
+BINARY = "/usr/bin/iam-tokend"
 CONFIG = "/etc/iam-tokend/config.json"
-API_KEY_FILE = "/etc/iam-tokend/apikey"
+EXAMPLE = "/usr/share/doc/iam-tokend/examples/iam-tokend.example.json"
+KEY_DIR = "/etc/iam-tokend"
+KEY_FILE = "/etc/iam-tokend/apikey"
+SERVICE_USER = "iam-tokend"
+CLIENT_GROUP = "iam-token"
 UNIT_SUFFIXES = (".service", ".socket", ".timer", ".path")
 COMMAND_TIMEOUT_S = 240
 DPKG_LOCK_RETRIES = 30
 DPKG_LOCK_WAIT_S = 2.0
-# Held from the check that iam-tokend is not installed until it is purged,
-# so that two builds testing at once on one machine take turns.
 TEST_LOCK = "/tmp/iam-tokend-deb-test.lock"
 TEST_LOCK_TIMEOUT_S = 200
 
 
-def run(argv, **kwargs):
+def run(argv, env=None):
     return subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S,
-                          stdin=subprocess.DEVNULL, **kwargs)
+                          stdin=subprocess.DEVNULL, env=env)
 
 
 def dpkg(*args):
@@ -64,15 +73,24 @@ def installed():
 
 def expected_paths():
     """Every path the package must hold, from what the source tree has."""
-    paths = {"./usr/bin/iam-tokend", "." + CONFIG, "./usr/share/doc/iam-tokend/README.md"}
+    paths = {"." + BINARY, "." + CONFIG, "." + EXAMPLE,
+             "./usr/share/doc/iam-tokend/README.md"}
     systemd = os.path.join(REPO, "systemd")
-    for name in sorted(os.listdir(systemd)) if os.path.isdir(systemd) else []:
+    for name in os.listdir(systemd):
         if name.endswith(UNIT_SUFFIXES):
             paths.add(f"./usr/lib/systemd/system/{name}")
-        for kind in ("sysusers", "tmpfiles"):
-            if kind in name:
-                paths.add(f"./usr/lib/{kind}.d/iam-tokend.conf")
+    for kind in ("sysusers.d", "tmpfiles.d"):
+        for path in glob.glob(os.path.join(systemd, kind, "*.conf")):
+            paths.add(f"./usr/lib/{kind}/{os.path.basename(path)}")
     return paths
+
+
+def exists(name, lookup):
+    try:
+        lookup(name)
+        return True
+    except KeyError:
+        return False
 
 
 class DebPackageTest(unittest.TestCase):
@@ -100,7 +118,7 @@ class DebPackageTest(unittest.TestCase):
         self.assertEqual(self.field("Package"), PACKAGE)
         self.assertEqual(self.field("Version"), self.version)
         depends = self.field("Depends")
-        for library in ("libssl3", "libc6", "libstdc++6"):
+        for library in ("libssl3", "libc6", "libstdc++6", "libsystemd0"):
             self.assertIn(library, depends)
         conffiles = run(["dpkg-deb", "-I", self.deb, "conffiles"]).stdout.split()
         self.assertEqual(conffiles, [CONFIG])
@@ -110,7 +128,7 @@ class DebPackageTest(unittest.TestCase):
         paths = {line.split()[-1] for line in listing.splitlines()}
         missing = expected_paths() - paths
         self.assertEqual(missing, set(), f"not in the package:\n{listing}")
-        binary = [line for line in listing.splitlines() if line.endswith("/usr/bin/iam-tokend")]
+        binary = [line for line in listing.splitlines() if line.endswith(BINARY)]
         self.assertTrue(binary[0].startswith("-rwxr-xr-x root/root"), binary)
 
     def test_install_run_and_remove(self):
@@ -154,25 +172,17 @@ class DebPackageTest(unittest.TestCase):
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertTrue(installed())
 
-        self.check_version("/usr/bin/iam-tokend")
-        self.check_example_config("/usr/bin/iam-tokend", CONFIG,
-                                  only_key_missing=not os.path.exists(API_KEY_FILE))
-        if os.path.exists(API_KEY_FILE):
-            return  # someone's real key: neither overwritten nor removed
-        with open(API_KEY_FILE, "w", encoding="ascii") as f:
-            f.write("dummy-key-for-check-config\n")
-        self.addCleanup(os.remove, API_KEY_FILE)
-        os.chmod(API_KEY_FILE, 0o600)
-
-        result = run(["/usr/bin/iam-tokend", "check-config", "-c", CONFIG])
-        self.assertEqual(result.returncode, 0, result.stderr)
-        self.assertIn("ok (1 profile(s))", result.stdout)
+        self.check_version(BINARY)
+        if shutil.which("systemd-sysusers"):
+            self.assertTrue(exists(SERVICE_USER, pwd.getpwnam), "postinst made no user")
+            self.assertTrue(exists(CLIENT_GROUP, grp.getgrnam), "postinst made no group")
+        self.check_configs(BINARY, "", KEY_DIR)
 
     def purge(self):
         result = dpkg("--purge", PACKAGE)
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertFalse(installed())
-        self.assertFalse(os.path.exists("/usr/bin/iam-tokend"))
+        self.assertFalse(os.path.exists(BINARY))
         self.assertFalse(os.path.exists(CONFIG))
 
     # --- unpacked into a temporary root -------------------------------
@@ -181,10 +191,8 @@ class DebPackageTest(unittest.TestCase):
         root = os.path.join(self.tmp, "root")
         result = run(["dpkg-deb", "-x", self.deb, root])
         self.assertEqual(result.returncode, 0, result.stderr)
-        binary = os.path.join(root, "usr/bin/iam-tokend")
-        self.check_version(binary)
-        self.check_example_config(binary, root + CONFIG,
-                                  only_key_missing=not os.path.exists(API_KEY_FILE))
+        self.check_version(root + BINARY)
+        self.check_configs(root + BINARY, root, root + KEY_DIR)
 
     # --- shared checks ------------------------------------------------
 
@@ -193,18 +201,41 @@ class DebPackageTest(unittest.TestCase):
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertEqual(result.stdout.strip(), f"{PACKAGE} {self.version}")
 
-    def check_example_config(self, binary, config, only_key_missing):
-        """Without its API key file the example's only problem is that file."""
-        result = run([binary, "check-config", "-c", config])
-        if not only_key_missing:
-            self.assertEqual(result.returncode, 0, result.stderr)
-            return
+    def check_configs(self, binary, root, key_dir):
+        """Both configs: only the key missing, then valid once it is there.
+        The example names /etc/iam-tokend/apikey itself, so under a
+        temporary root it can only be checked for that one problem."""
+        key_file = os.path.join(key_dir, "apikey")
+        example, config = root + EXAMPLE, root + CONFIG
+        credentials = dict(os.environ, CREDENTIALS_DIRECTORY=key_dir)
+        if not os.path.exists(key_file):
+            self.assert_only_problem(run([binary, "check-config", "-c", config], credentials),
+                                     config, "api_key_credential", "apikey")
+            self.write_dummy_key(key_file)
+        self.assert_valid(run([binary, "check-config", "-c", config], credentials))
+
+        example_check = run([binary, "check-config", "-c", example])
+        if os.path.exists(KEY_FILE):
+            self.assert_valid(example_check)
+        else:
+            self.assert_only_problem(example_check, example, "api_key_file", KEY_FILE)
+
+    def write_dummy_key(self, path):
+        with open(path, "w", encoding="ascii") as f:
+            f.write("dummy-key-for-check-config\n")
+        self.addCleanup(os.remove, path)
+        os.chmod(path, 0o600)
+
+    def assert_valid(self, result):
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("ok (1 profile(s))", result.stdout)
+
+    def assert_only_problem(self, result, config, key, mention):
         self.assertEqual(result.returncode, 2, result.stdout)
         problems = result.stderr.splitlines()
         self.assertEqual(len(problems), 1, result.stderr)
-        self.assertRegex(problems[0],
-                         rf"^{re.escape(config)}: profiles\.default\.api_key_file: .*"
-                         rf"{re.escape(API_KEY_FILE)}")
+        self.assertRegex(problems[0], rf"^{re.escape(config)}: profiles\.default\.{key}: "
+                                      rf".*{re.escape(mention)}")
 
 
 if __name__ == "__main__":
