@@ -99,6 +99,7 @@ class DebPackageTest(unittest.TestCase):
     def setUpClass(cls):
         build = os.environ.get("IAM_TOKEND_BUILD_DIR") or os.path.join(REPO, "build")
         cls.tmp = tempfile.mkdtemp(prefix="iam-tokend-deb-", dir="/tmp")
+        cls.addClassCleanup(shutil.rmtree, cls.tmp, ignore_errors=True)
         result = run(["cpack", "-G", "DEB", "--config",
                       os.path.join(build, "CPackConfig.cmake"), "-B", cls.tmp])
         if result.returncode != 0:
@@ -106,10 +107,6 @@ class DebPackageTest(unittest.TestCase):
         [cls.deb] = glob.glob(os.path.join(cls.tmp, "*.deb"))
         binary = os.path.join(build, "daemon", "iam-tokend")
         cls.version = run([binary, "--version"]).stdout.split()[-1]
-
-    @classmethod
-    def tearDownClass(cls):
-        shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def field(self, name):
         return run(["dpkg-deb", "-f", self.deb, name]).stdout.strip()
