@@ -7,6 +7,13 @@
 // drips one byte at a time cannot hold an attempt open. A timeout names the
 // phase it interrupted. Replies are read up to max_reply_body bytes.
 //
+// With a proxy, the connection goes to the proxy, which is asked to open a
+// tunnel (HTTP CONNECT) to IAM's host and port; TLS then runs through the
+// tunnel to IAM itself, verified against IAM's host name as without a
+// proxy. Both deadlines include the proxy's part: reaching the proxy and
+// its answer to CONNECT count against `connect`. A proxy that refuses the
+// tunnel (407, 403, 502...) fails the attempt with the proxy's answer.
+//
 // Each call opens its own connection and TLS context: IAM is called once per
 // refresh, so there is nothing worth pooling, and a rotated `ca_file` is
 // picked up at the next attempt.
@@ -15,6 +22,7 @@
 #include "config.hpp"
 #include "failure.hpp"
 #include "iam_response.hpp"
+#include "proxy.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -36,6 +44,7 @@ struct HttpsRequest {
     std::string body;
     std::optional<std::string> ca_file;
     Timeouts timeouts;
+    std::optional<ProxySetting> proxy; // null: connect to IAM directly
 };
 
 // The reply whatever its status, or a Failure when none was read.

@@ -1,6 +1,7 @@
 #include "local_server.hpp"
 
 #include "local_client.hpp"
+#include "metrics.hpp"
 #include "spawn.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -17,6 +18,7 @@
 #include <cstring>
 #include <filesystem>
 #include <stdexcept>
+#include <vector>
 
 #include <grp.h>
 #include <sys/resource.h>
@@ -46,6 +48,9 @@ constexpr std::size_t linger_max_bytes = 64 * 1024;
 constexpr std::chrono::milliseconds linger_timeout{1000};
 // How long the start-up probe of an existing socket waits for an answer.
 constexpr std::chrono::milliseconds probe_timeout{2000};
+// Room for this many supplementary groups at the first try; more take a
+// second call.
+constexpr std::size_t expected_peer_groups = 32;
 
 std::runtime_error socket_error(const std::string& path, const std::string& what) {
     return std::runtime_error("socket " + path + ": " + what);
@@ -149,15 +154,40 @@ void prepare_path(const std::string& path) {
     }
 }
 
+// The peer's supplementary groups, so that allow.gids also admits a member
+// of an allowed group whose primary group is another one.
+std::vector<gid_t> peer_groups(int fd) {
+    std::vector<gid_t> groups(expected_peer_groups);
+    auto length = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &length) != 0) {
+        // ERANGE: more groups than expected, and `length` says how many.
+        if (errno != ERANGE) {
+            return {};
+        }
+        groups.resize(length / sizeof(gid_t));
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &length) != 0) {
+            return {};
+        }
+    }
+    groups.resize(length / sizeof(gid_t));
+    return groups;
+}
+
+// Credentials the kernel recorded when the peer connected. When they cannot
+// be read, the peer keeps Peer's "unknown" ids, which no allow list admits.
 Peer peer_of(Protocol::socket& socket) {
+    int fd = socket.native_handle();
     ucred credentials{};
     socklen_t length = sizeof credentials;
     Peer peer;
-    if (getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &credentials, &length) == 0) {
-        peer.pid = credentials.pid;
-        peer.uid = credentials.uid;
-        peer.gid = credentials.gid;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) {
+        spdlog::warn("cannot read a client's credentials: {}", std::strerror(errno));
+        return peer;
     }
+    peer.pid = credentials.pid;
+    peer.uid = credentials.uid;
+    peer.gid = credentials.gid;
+    peer.groups = peer_groups(fd);
     return peer;
 }
 
@@ -236,12 +266,32 @@ LocalServer::LocalServer(asio::any_io_executor executor, Router& router, SocketS
     }
 }
 
+LocalServer::LocalServer(asio::any_io_executor executor,
+                         Router& router,
+                         SocketSettings settings,
+                         int listening_fd)
+    : executor_(std::move(executor)),
+      router_(router),
+      settings_(std::move(settings)),
+      acceptor_(executor_, Protocol(), listening_fd),
+      from_systemd_(true) {
+    // The path the socket unit bound is the one clients use.
+    boost::system::error_code ec;
+    std::string bound = acceptor_.local_endpoint(ec).path();
+    if (!ec && !bound.empty() && bound != settings_.path) {
+        spdlog::warn("serving on {}, the socket systemd passed; socket.path {} is not used",
+                     bound,
+                     settings_.path);
+        settings_.path = bound;
+    }
+}
+
 LocalServer::~LocalServer() {
     remove_socket_file();
 }
 
 void LocalServer::start() {
-    spdlog::info("listening on {}", settings_.path);
+    spdlog::info("listening on {}{}", settings_.path, from_systemd_ ? " (passed by systemd)" : "");
     if (limit_ < max_connections) {
         spdlog::warn("the open-file limit allows only {} connections at once", limit_);
     }
@@ -376,6 +426,7 @@ void LocalServer::evict(Connection& connection) {
 asio::awaitable<void> LocalServer::session(Socket socket) {
     Connection connection(std::move(socket));
     connection.peer = peer_of(connection.socket);
+    OpenConnection counted(metrics_);
     ++open_;
     try {
         co_await serve(connection);
@@ -403,14 +454,20 @@ asio::awaitable<void> LocalServer::serve(Connection& connection) {
             co_return;
         }
         if (received == Received::malformed) {
-            if (co_await send(connection, to_response(reader.refusal(), reader.version(), false))) {
+            LocalReply refusal = reader.refusal();
+            count_request(Route::unparsed, refusal.status);
+            if (co_await send(connection,
+                              to_response(std::move(refusal), reader.version(), false))) {
                 co_await linger(connection);
             }
             co_return;
         }
 
         ++busy_;
-        LocalReply reply = co_await answer(reader.request(), connection.peer);
+        LocalRequest request = reader.request();
+        Route route = route_of(request.target);
+        LocalReply reply = co_await answer(std::move(request), connection.peer);
+        count_request(route, reply.status);
         bool keep_alive = reader.keep_alive() && !stopping_;
         bool sent =
             co_await send(connection, to_response(std::move(reply), reader.version(), keep_alive));
@@ -517,6 +574,12 @@ asio::awaitable<void> LocalServer::linger(Connection& connection) {
             co_return; // end of stream: the client has closed its side
         }
         dropped += bytes;
+    }
+}
+
+void LocalServer::count_request(Route route, unsigned status) {
+    if (metrics_ != nullptr) {
+        metrics_->count_request(route, status);
     }
 }
 

@@ -6,7 +6,8 @@
 // socket that another live daemon answers on is never taken over, and
 // anything else at the path (a file, a folder, a symbolic link) is left
 // alone with an error. On stop the file is removed only if it is still the
-// one this server created.
+// one this server created. A socket passed by systemd is served as it is:
+// its mode, group and file are the socket unit's business.
 //
 // Clients that misbehave cannot hold the server. A new connection must send
 // a whole request within socket.request_timeout_s, a kept-alive one must
@@ -24,6 +25,7 @@
 
 #include "config.hpp"
 #include "local_http.hpp"
+#include "metrics.hpp"
 #include "routes.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
@@ -62,6 +64,12 @@ public:
     // Creates, binds and listens; throws std::runtime_error with a message
     // for the operator when the socket cannot be set up.
     LocalServer(boost::asio::any_io_executor executor, Router& router, SocketSettings settings);
+    // Serves on a listening socket that systemd passed (socket activation).
+    // The socket file belongs to the socket unit and is left alone.
+    LocalServer(boost::asio::any_io_executor executor,
+                Router& router,
+                SocketSettings settings,
+                int listening_fd);
     ~LocalServer();
     LocalServer(const LocalServer&) = delete;
     LocalServer& operator=(const LocalServer&) = delete;
@@ -72,6 +80,9 @@ public:
     void stop();
     // Connections still busy with a request.
     std::size_t busy() const { return busy_; }
+    // Counts connections and replies into `metrics`, which must outlive the
+    // server.
+    void set_metrics(Metrics* metrics) { metrics_ = metrics; }
     const SocketSettings& settings() const { return settings_; }
 
     // Connections open right now.
@@ -92,6 +103,7 @@ private:
     boost::asio::awaitable<bool> send(Connection& connection, HttpResponse response);
     boost::asio::awaitable<void> linger(Connection& connection);
     boost::asio::awaitable<LocalReply> answer(LocalRequest request, Peer peer);
+    void count_request(Route route, unsigned status);
     void start_waiting(Connection& connection);
     void stop_waiting(Connection& connection);
     Connection* evictable() const;
@@ -100,11 +112,13 @@ private:
 
     boost::asio::any_io_executor executor_;
     Router& router_;
+    Metrics* metrics_ = nullptr;
     SocketSettings settings_;
     boost::asio::local::stream_protocol::acceptor acceptor_;
     dev_t socket_dev_ = 0;
     ino_t socket_ino_ = 0;
     bool stopping_ = false;
+    bool from_systemd_ = false;
     std::size_t busy_ = 0;
     std::size_t open_ = 0;
     std::size_t limit_ = connection_limit();

@@ -1,5 +1,8 @@
 #include "routes.hpp"
 
+#include "metrics.hpp"
+#include "iam_request.hpp"
+
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
 #include <spdlog/spdlog.h>
@@ -36,8 +39,12 @@ bool allowed(const AllowList& allow, const Peer& peer) {
     if (allow.uids.empty() && allow.gids.empty()) {
         return true;
     }
-    return std::ranges::find(allow.uids, peer.uid) != allow.uids.end() ||
-           std::ranges::find(allow.gids, peer.gid) != allow.gids.end();
+    // The config refuses the all-ones id, so unknown ids match no list.
+    auto group_allowed = [&allow](gid_t gid) {
+        return std::ranges::find(allow.gids, gid) != allow.gids.end();
+    };
+    return std::ranges::find(allow.uids, peer.uid) != allow.uids.end() || group_allowed(peer.gid) ||
+           std::ranges::any_of(peer.groups, group_allowed);
 }
 
 LocalReply forbidden(const std::string& profile, const Peer& peer) {
@@ -106,7 +113,8 @@ asio::awaitable<LocalReply> Router::handle(LocalRequest request, Peer peer) {
                     (path[1] == "token" || path[1] == "refresh");
     bool is_fixed =
         path.size() == 2 && path[0] == "v1" && (path[1] == "health" || path[1] == "status");
-    if (!is_token && !is_fixed) {
+    bool is_metrics = metrics_ != nullptr && path.size() == 1 && path[0] == "metrics";
+    if (!is_token && !is_fixed && !is_metrics) {
         co_return error(404, "not_found", "no such resource: " + std::string(parsed->path()));
     }
     if (is_token && path[1] == "refresh") {
@@ -121,12 +129,16 @@ asio::awaitable<LocalReply> Router::handle(LocalRequest request, Peer peer) {
     if (is_fixed) {
         co_return path[1] == "health" ? health() : status();
     }
+    if (is_metrics) {
+        co_return metrics();
+    }
 
     // /v1/token[/{profile}] and /v1/refresh[/{profile}] with their query.
     std::string profile = path.size() == 3 ? path[2] : profiles_.default_name;
     Seconds min_valid{0};
     Seconds wait = default_client_wait;
     std::string format = "json";
+    std::string kind = "iam";
     for (auto param : parsed->params()) {
         if (param.key == "min_valid" || param.key == "wait") {
             auto value = parse_seconds(param.value, max_client_wait);
@@ -142,6 +154,11 @@ asio::awaitable<LocalReply> Router::handle(LocalRequest request, Peer peer) {
                 co_return error(400, "bad_request", "format must be json, header or raw");
             }
             format = param.value;
+        } else if (param.key == "kind") {
+            if (param.value != "iam" && param.value != "uaa") {
+                co_return error(400, "bad_request", "kind must be iam or uaa");
+            }
+            kind = param.value;
         } else {
             co_return error(400, "bad_request", "unknown query parameter: " + param.key);
         }
@@ -150,11 +167,20 @@ asio::awaitable<LocalReply> Router::handle(LocalRequest request, Peer peer) {
     if (path[1] == "refresh") {
         co_return co_await refresh(std::move(profile), wait, peer);
     }
-    co_return co_await token(std::move(profile), min_valid, wait, std::move(format), peer);
+    co_return co_await token(std::move(profile),
+                             min_valid,
+                             wait,
+                             std::move(format),
+                             std::move(kind),
+                             peer);
 }
 
-asio::awaitable<LocalReply>
-Router::token(std::string profile, Seconds min_valid, Seconds wait, std::string format, Peer peer) {
+asio::awaitable<LocalReply> Router::token(std::string profile,
+                                          Seconds min_valid,
+                                          Seconds wait,
+                                          std::string format,
+                                          std::string kind,
+                                          Peer peer) {
     auto source = find(profile);
     if (!source) {
         co_return error(404, "unknown_profile", "no profile named " + profile);
@@ -162,23 +188,34 @@ Router::token(std::string profile, Seconds min_valid, Seconds wait, std::string 
     if (!allowed(source->profile().allow, peer)) {
         co_return forbidden(profile, peer);
     }
+    bool uaa = kind == "uaa";
+    if (uaa && !wants_uaa(source->profile())) {
+        co_return error(400,
+                        "uaa_not_configured",
+                        "profile " + profile +
+                            R"( does not ask IAM for a UAA token (response_type "cloud_iam,uaa"))");
+    }
 
     auto token = co_await source->get(min_valid, wait);
-    if (!token) {
+    if (!token || (uaa && !token->uaa_token)) {
         co_return no_token(*source);
     }
+    const std::string& value = uaa ? *token->uaa_token : token->access_token;
 
     LocalReply reply;
     reply.headers.emplace_back("Cache-Control", "no-store");
     if (format == "raw") {
         reply.content_type = "text/plain";
-        reply.body = token->access_token;
+        reply.body = value;
     } else if (format == "header") {
         reply.content_type = "text/plain";
-        reply.body = "Bearer " + token->access_token;
+        reply.body = "Bearer " + value;
     } else {
         auto body = token_metadata(*token, *source);
-        body["access_token"] = token->access_token;
+        body["access_token"] = value;
+        if (uaa) {
+            body["kind"] = "uaa";
+        }
         reply.body = json::serialize(body);
     }
     co_return reply;
@@ -220,6 +257,13 @@ LocalReply Router::health() const {
         return json_reply(200, {{"status", "ok"}});
     }
     return json_reply(503, {{"status", "unavailable"}, {"profiles", std::move(failing)}});
+}
+
+LocalReply Router::metrics() const {
+    LocalReply reply;
+    reply.content_type = metrics_content_type;
+    reply.body = metrics_->render(profiles_);
+    return reply;
 }
 
 LocalReply Router::status() const {

@@ -22,8 +22,9 @@ BootClock::time_point refresh_time(BootClock::time_point obtained,
     double fraction = settings.at_fraction + settings.jitter_fraction * draw;
     auto planned = obtained + to_boot(life * fraction);
 
-    // Leave the token servable until the refresh is due.
-    auto latest = obtained + to_boot(life - settings.min_valid);
+    // Start early enough that the refresh (and a retry or two) can finish
+    // while the token is still servable.
+    auto latest = obtained + to_boot((life - settings.min_valid) * latest_refresh_fraction);
     planned = std::min(planned, latest);
 
     return std::max(planned, now + to_boot(min_refresh_gap));
@@ -54,6 +55,10 @@ Seconds credential_retry_delay(const RefreshSettings& settings,
         delay = std::max(delay, Seconds(std::min(*retry_after, retry_after_ceiling)));
     }
     return std::max(delay, min_refresh_gap);
+}
+
+std::string_view to_string(AttemptGrant grant) {
+    return grant == AttemptGrant::refresh_token ? "refresh_token" : "apikey";
 }
 
 Reaction react_to(const Failure& failure, AttemptGrant grant) {

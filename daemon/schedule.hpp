@@ -5,8 +5,9 @@
 // The rules:
 // - A new token is refreshed at `at_fraction` of its life, moved by up to
 //   `jitter_fraction` of the life either way so a fleet does not refresh in
-//   step; never later than its expiry minus `min_valid`, and never sooner
-//   than min_refresh_gap from now.
+//   step; never later than latest_refresh_fraction of the time the token
+//   is servable (its life minus `min_valid`), and never sooner than
+//   min_refresh_gap from now.
 // - A failed attempt is retried after an exponential backoff with full
 //   jitter: a uniform draw between `backoff_initial` and
 //   min(backoff_max, backoff_initial * 2^(failures - 1)). IAM's Retry-After
@@ -21,11 +22,15 @@
 
 #include <chrono>
 #include <optional>
+#include <string_view>
 
 namespace iam_tokend {
 
 // Nothing is scheduled sooner than this from now, whatever a token says.
 inline constexpr Seconds min_refresh_gap{1};
+// A refresh starts within this fraction of the token's servable time
+// (life - min_valid), leaving the rest for the exchange and retries.
+inline constexpr double latest_refresh_fraction = 0.9;
 // The longest wait a Retry-After header can impose.
 inline constexpr std::chrono::seconds retry_after_ceiling{600};
 
@@ -50,6 +55,8 @@ Seconds credential_retry_delay(const RefreshSettings& settings,
                                std::optional<std::chrono::seconds> retry_after = std::nullopt);
 
 enum class AttemptGrant { apikey, refresh_token };
+
+std::string_view to_string(AttemptGrant grant);
 
 enum class Reaction {
     backoff,          // transient: retry after backoff_delay()

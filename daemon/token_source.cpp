@@ -3,6 +3,7 @@
 #include "https_client.hpp"
 #include "iam_request.hpp"
 #include "log.hpp"
+#include "proxy.hpp"
 #include "spawn.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -35,10 +36,6 @@ std::int64_t unix_time(std::chrono::system_clock::time_point at) {
     return std::chrono::floor<std::chrono::seconds>(at.time_since_epoch()).count();
 }
 
-std::string_view to_string(AttemptGrant grant) {
-    return grant == AttemptGrant::refresh_token ? "refresh_token" : "apikey";
-}
-
 json::value failure_json(const Failure& failure) {
     json::object out;
     out["kind"] = to_string(failure.kind);
@@ -47,6 +44,24 @@ json::value failure_json(const Failure& failure) {
     out["error_code"] = failure.error_code ? json::value(*failure.error_code) : nullptr;
     out["request_id"] = failure.request_id ? json::value(*failure.request_id) : nullptr;
     return out;
+}
+
+// Overwrites a secret held in memory before it is freed.
+void cleanse(std::optional<std::string>& secret) {
+    if (secret) {
+        std::string& value = *secret;
+        OPENSSL_cleanse(value.data(), value.size());
+    }
+}
+
+// A reply that lacks the UAA token the profile asked for is no token at
+// all: serving the IAM token alone would leave `kind=uaa` clients without.
+Failure missing_uaa_token(int http_status) {
+    Failure failure;
+    failure.kind = FailureKind::bad_response;
+    failure.message = "the reply has no uaa_token although response_type asks for one";
+    failure.http_status = http_status;
+    return failure;
 }
 
 } // namespace
@@ -77,9 +92,8 @@ TokenSource::TokenSource(asio::any_io_executor executor, Profile profile, std::s
 
 TokenSource::~TokenSource() {
     OPENSSL_cleanse(secret_.data(), secret_.size());
-    if (refresh_token_) {
-        OPENSSL_cleanse(refresh_token_->data(), refresh_token_->size());
-    }
+    cleanse(refresh_token_);
+    cleanse(uaa_refresh_token_);
 }
 
 void TokenSource::start() {
@@ -93,8 +107,37 @@ void TokenSource::start() {
                    log_escape("[profile " + profile_.name + "] refresh loop", shared_from_this()));
 }
 
+bool TokenSource::adopt(std::optional<Token> token, std::optional<std::string> refresh_token) {
+    if (running_ || token_) {
+        return false;
+    }
+    if (refresh_token) {
+        refresh_token_ = std::move(refresh_token);
+    }
+    auto now = BootClock::now();
+    if (!token || token->expires_at - now <= to_boot(profile_.refresh.min_valid)) {
+        return false;
+    }
+
+    auto life = std::chrono::duration_cast<Seconds>(token->expires_at - token->obtained_at);
+    std::uniform_real_distribution<double> jitter(-1.0, 1.0);
+    next_attempt_ = refresh_time(token->obtained_at, life, now, profile_.refresh, jitter(random_));
+    token->restored = true;
+    token_ = std::make_shared<const Token>(std::move(*token));
+    spdlog::info("[profile {}] serving token {} saved by an earlier run: valid for {} s more, "
+                 "next refresh in {} s",
+                 profile_.name,
+                 token_->fingerprint,
+                 whole_seconds(token_->expires_at - now),
+                 whole_seconds(next_attempt_ - now));
+    notify(SourceEvent::new_token);
+    return true;
+}
+
 void TokenSource::serve_meanwhile(const TokenSource& previous) {
-    token_ = previous.token_;
+    if (!token_) {
+        token_ = previous.token_;
+    }
 }
 
 void TokenSource::stop() {
@@ -105,6 +148,9 @@ void TokenSource::stop() {
 
 asio::awaitable<void> TokenSource::run() {
     spdlog::debug("[profile {}] token source started for {}", profile_.name, profile_.iam_url);
+    if (auto proxy = choose_proxy(profile_.iam_url, profile_.proxy, process_environment())) {
+        spdlog::info("[profile {}] reaching IAM through {}", profile_.name, describe(*proxy));
+    }
     while (!stopping_) {
         auto now = BootClock::now();
         if (now >= next_attempt_) {
@@ -149,6 +195,7 @@ asio::awaitable<void> TokenSource::attempt() {
 
     auto reply = co_await https_post(executor_, std::move(request));
     in_flight_ = false;
+    last_attempt_duration_ = BootClock::now() - sent;
     ++attempts_done_;
     if (stopping_) {
         co_return;
@@ -162,6 +209,8 @@ asio::awaitable<void> TokenSource::attempt() {
             failure.retry_after = parse_retry_after(*reply->retry_after, sent_wall);
         }
         fail(std::move(failure), grant);
+    } else if (wants_uaa(profile_) && !parsed->uaa_token) {
+        fail(missing_uaa_token(reply->status), grant);
     } else {
         if (grant == AttemptGrant::refresh_token) {
             ++refreshes_;
@@ -184,10 +233,14 @@ void TokenSource::install(TokenGrant grant,
     token->expires_at = sent + grant.expires_in;
     token->expiration = sent_wall + grant.expires_in;
     token->iam_expiration = grant.expiration;
+    token->uaa_token = std::move(grant.uaa_token);
 
     // A reply without a refresh token keeps the one we have.
     if (grant.refresh_token) {
         refresh_token_ = std::move(grant.refresh_token);
+    }
+    if (grant.uaa_refresh_token) {
+        uaa_refresh_token_ = std::move(grant.uaa_refresh_token);
     }
 
     auto now = BootClock::now();
@@ -215,11 +268,13 @@ void TokenSource::install(TokenGrant grant,
     consecutive_failures_ = 0;
     expired_warned_ = false;
     token_ = std::move(token);
-    spdlog::info("[profile {}] new token {} valid for {} s, next refresh in {} s",
-                 profile_.name,
-                 token_->fingerprint,
-                 grant.expires_in.count(),
-                 whole_seconds(next_attempt_ - now));
+    spdlog::info(
+        "[profile {}] new token {} from the {} grant, valid for {} s, next refresh in {} s",
+        profile_.name,
+        token_->fingerprint,
+        to_string(last_grant_),
+        grant.expires_in.count(),
+        whole_seconds(next_attempt_ - now));
     if (token_->iam_expiration) {
         auto skew = *token_->iam_expiration - unix_time(token_->expiration);
         if (std::abs(skew) > 60) {
@@ -395,6 +450,9 @@ json::object TokenSource::status() const {
         out["expires_in"] = whole_seconds(token_->expires_at - now);
         out["expiration"] = unix_time(token_->expiration);
         out["token_fingerprint"] = token_->fingerprint;
+        if (token_->uaa_token) {
+            out["uaa_token_fingerprint"] = fingerprint(*token_->uaa_token);
+        }
         if (token_->iam_expiration) {
             out["clock_skew_s"] = unix_time(token_->expiration) - *token_->iam_expiration;
         }
@@ -423,6 +481,9 @@ json::object TokenSource::status() const {
         {"refreshes", refreshes_},
         {"failures", failures_},
     };
+    for (const auto& [key, section] : status_sections_) {
+        out[key] = section();
+    }
     return out;
 }
 

@@ -26,6 +26,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -34,6 +35,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace iam_tokend {
@@ -50,6 +52,10 @@ struct Token {
     BootClock::time_point expires_at;                 // obtained_at + expires_in
     std::chrono::system_clock::time_point expiration; // the same, by the local clock
     std::optional<std::int64_t> iam_expiration;       // as IAM reported it
+    bool restored = false; // saved by an earlier run, not obtained by this one
+    // With response_type "cloud_iam,uaa": the UAA token IAM issued in the
+    // same reply. It is taken to live as long as the IAM token beside it.
+    std::optional<std::string> uaa_token;
 };
 
 enum class SourceState { starting, valid, refreshing, degraded, expired };
@@ -76,11 +82,19 @@ public:
     // must not block.
     void add_listener(Listener listener) { listeners_.push_back(std::move(listener)); }
 
+    // Called before start(): takes over a token and refresh token saved by
+    // an earlier run. A servable token is served at once and refreshed on
+    // the usual schedule, as if this run had obtained it at `obtained_at`;
+    // returns whether it was. Otherwise only the refresh token is kept,
+    // which still spares the first attempt an API-key login.
+    bool adopt(std::optional<Token> token, std::optional<std::string> refresh_token);
+
     // Called before start() when a reload replaces `previous` (the profile's
-    // settings or secret changed): its token, while servable, is served
-    // until this source's own first login, which starts at once. A first
-    // token that does not outlive the old one is treated like any token that
-    // brings no progress (the old one stays, retried with backoff).
+    // settings or secret changed) and no saved token was adopted: the old
+    // token, while servable, is served until this source's own first login,
+    // which starts at once. A first token that does not outlive the old one
+    // is treated like any token that brings no progress (the old one stays,
+    // retried with backoff).
     void serve_meanwhile(const TokenSource& previous);
 
     // Starts the refresh loop; stop() ends it and releases every waiter.
@@ -109,6 +123,21 @@ public:
     const Profile& profile() const { return profile_; }
     const std::string& secret() const { return secret_; }
 
+    // The latest token, servable or not; null before the first.
+    std::shared_ptr<const Token> latest() const { return token_; }
+    // The refresh token that came with it, if any. A secret: never log it.
+    const std::optional<std::string>& refresh_token() const { return refresh_token_; }
+    // The grant and the duration of the last exchange with IAM.
+    AttemptGrant last_grant() const { return last_grant_; }
+    BootClock::duration last_attempt_duration() const { return last_attempt_duration_; }
+
+    // Adds `key` to status(), its value computed each time status is asked
+    // for (e.g. the state of a file sink).
+    using StatusSection = std::function<boost::json::value()>;
+    void add_status_section(std::string key, StatusSection section) {
+        status_sections_.emplace_back(std::move(key), std::move(section));
+    }
+
 private:
     boost::asio::awaitable<void> run();
     boost::asio::awaitable<void> attempt();
@@ -131,11 +160,13 @@ private:
 
     std::shared_ptr<const Token> token_;
     std::optional<std::string> refresh_token_;
+    std::optional<std::string> uaa_refresh_token_; // renewed with the refresh token
     BootClock::time_point next_attempt_;
     BootClock::time_point last_attempt_start_{};
     boost::asio::steady_timer wakeup_;
     std::vector<boost::asio::steady_timer*> waiters_;
     std::vector<Listener> listeners_;
+    std::vector<std::pair<std::string, StatusSection>> status_sections_;
     bool running_ = false;
     bool stopping_ = false;
     bool in_flight_ = false;
@@ -148,6 +179,7 @@ private:
     std::optional<std::chrono::system_clock::time_point> last_attempt_at_;
     bool last_attempt_ok_ = false;
     AttemptGrant last_grant_ = AttemptGrant::apikey;
+    BootClock::duration last_attempt_duration_{};
     std::uint64_t logins_ = 0;
     std::uint64_t refreshes_ = 0;
     std::uint64_t failures_ = 0;

@@ -24,6 +24,12 @@ readonly required_packages=(
     openssl
     curl
     ca-certificates
+    systemd # systemd-analyze, systemd-socket-activate, sysusers, tmpfiles: tests
+    # promtool, which checks the /metrics page in the tests
+    prometheus
+    tinyproxy # a real HTTP proxy for the CONNECT tests
+    dpkg-dev  # dpkg-shlibdeps: the .deb's Depends, for cpack
+    file      # cpack's DEB generator runs it on the files it packs
     # The sanitizer build and the fuzzers; llvm-14 has llvm-symbolizer, for
     # readable sanitizer reports.
     clang

@@ -29,11 +29,17 @@ TEST(Schedule, JitterMovesByAtMostItsFractionOfTheLife) {
     EXPECT_DOUBLE_EQ(offset_s(refresh_time(t0, Seconds(3600), t0, settings, 9.0), t0), 3060.0);
 }
 
-TEST(Schedule, NeverLaterThanExpiryMinusMinValid) {
+TEST(Schedule, StartsWellBeforeTheTokenStopsBeingServable) {
     RefreshSettings settings;
     settings.at_fraction = 0.95;
     auto at = refresh_time(t0, Seconds(600), t0, settings, 1.0);
-    EXPECT_DOUBLE_EQ(offset_s(at, t0), 540.0);
+    EXPECT_DOUBLE_EQ(offset_s(at, t0), 0.9 * 540.0);
+
+    // A 20 s token with min_valid 5: servable for 15 s, refreshed by 13.5 s.
+    settings.at_fraction = 0.8;
+    settings.min_valid = Seconds(5);
+    at = refresh_time(t0, Seconds(20), t0, settings, 1.0);
+    EXPECT_DOUBLE_EQ(offset_s(at, t0), 13.5);
 }
 
 TEST(Schedule, NeverSoonerThanTheMinimumGap) {
@@ -61,12 +67,13 @@ TEST(Schedule, PropertyRefreshLiesInItsWindow) {
         auto at = refresh_time(t0, life, now, settings, draw(random));
 
         ASSERT_GE(offset_s(at, now), min_refresh_gap.count() - 1e-6);
-        double latest = std::max(life.count() - settings.min_valid.count(),
+        double servable = life.count() - settings.min_valid.count();
+        double latest = std::max(servable * latest_refresh_fraction,
                                  offset_s(now, t0) + min_refresh_gap.count());
         ASSERT_LE(offset_s(at, t0), latest + 1e-6);
         double nominal_low = life.count() * (settings.at_fraction - settings.jitter_fraction);
         ASSERT_GE(offset_s(at, t0),
-                  std::min(nominal_low, life.count() - settings.min_valid.count()) - 1e-6);
+                  std::min(nominal_low, servable * latest_refresh_fraction) - 1e-6);
     }
 }
 

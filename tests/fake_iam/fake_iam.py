@@ -13,13 +13,17 @@ Grants accepted on POST /identity/token
     grant_type=password                                 with username, password
 The request needs `Content-Type: application/x-www-form-urlencoded` and
 `Authorization: Basic base64(client_id:client_secret)`. A `response_type`
-containing `uaa` adds `uaa_token` and `uaa_refresh_token` to the reply.
+containing `uaa` adds `uaa_token` and `uaa_refresh_token` to the reply; it
+needs `uaa_client_id` (IAM's UAA client, `cf`) and a `uaa_client_secret`
+field (empty for `cf`) too.
 
 Errors this fake returns (status, errorCode, when). The codes follow IAM's
 BXNIM numbering; those IAM documents are used for what it documents them
 for, the rest are this fake's own choice:
     401 BXNIM0308E  missing or wrong Basic client credentials
-    400 BXNIM0109E  a required form parameter is missing or empty
+    400 BXNIM0109E  a required form parameter is missing or empty (for
+                    a UAA token: uaa_client_id missing or empty, or
+                    uaa_client_secret missing)
     400 BXNIM0110E  Content-Type is not application/x-www-form-urlencoded
     400 BXNIM0103E  unsupported grant_type
     400 BXNIM0415E  API key not accepted ("Provided API key could not be found.")
@@ -39,7 +43,8 @@ Control API (no authentication; same host and port)
                               order: {time, request_id, path, method, grant_type,
                               authorization, content_type, accept, user_agent,
                               has_apikey, has_password, refresh_token_known,
-                              refresh_token_revoked, response_type, status}
+                              refresh_token_revoked, response_type,
+                              uaa_client_id, has_uaa_client_secret, status}
                               (status 0 means the connection was dropped)
     GET  /_control/issued     {"access_tokens": [...], "refresh_tokens": [...],
                                "uaa_tokens": [...],
@@ -75,6 +80,8 @@ Behaviour switches (POST /_control/set); all apply to token requests only:
                     token presented is revoked
     reject_apikey   true: API-key grants get 400 BXNIM0415E even for a
                     key that is accepted otherwise
+    omit_uaa        true: replies carry no uaa_token or uaa_refresh_token,
+                    even when response_type asks for them
 A request goes through them in this order: delay_s, drop, fail_status,
 request checks, reject_*, bad_body. To add a switch, add its default to
 default_behaviour() and act on it in TokenHandler.handle_token().
@@ -131,6 +138,7 @@ def default_behaviour(token_life):
         "bad_body": None,
         "reject_refresh": False,
         "reject_apikey": False,
+        "omit_uaa": False,
     }
 
 
@@ -432,6 +440,8 @@ class TokenHandler(http.server.BaseHTTPRequestHandler):
             "refresh_token_known": False,
             "refresh_token_revoked": False,
             "response_type": None,
+            "uaa_client_id": None,
+            "has_uaa_client_secret": False,
             "status": None,
         }
 
@@ -494,6 +504,8 @@ class TokenHandler(http.server.BaseHTTPRequestHandler):
         entry["has_apikey"] = bool(form.get("apikey"))
         entry["has_password"] = bool(form.get("password"))
         entry["response_type"] = form.get("response_type")
+        entry["uaa_client_id"] = form.get("uaa_client_id")
+        entry["has_uaa_client_secret"] = "uaa_client_secret" in form
         if form.get("refresh_token"):
             known, revoked = self.state.refresh_token_state(form["refresh_token"])
             entry["refresh_token_known"] = known
@@ -515,6 +527,11 @@ class TokenHandler(http.server.BaseHTTPRequestHandler):
     def grant(self, form, behaviour):
         grant_type = form["grant_type"]
         with_uaa = "uaa" in (form.get("response_type") or "")
+        if with_uaa and (not form.get("uaa_client_id") or "uaa_client_secret" not in form):
+            raise RequestError(400, "BXNIM0109E",
+                               "Property missing or empty: uaa_client_id or "
+                               "uaa_client_secret.")
+        with_uaa = with_uaa and not behaviour["omit_uaa"]
         if grant_type == APIKEY_GRANT:
             return self.apikey_grant(form, behaviour, with_uaa)
         if grant_type == "refresh_token":
