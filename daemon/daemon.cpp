@@ -1,7 +1,9 @@
 #include "daemon.hpp"
 
+#include "file_sink.hpp"
 #include "log.hpp"
 #include "secret.hpp"
+#include "state_file.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -31,13 +33,38 @@ constexpr std::chrono::milliseconds stop_poll_interval{20};
 Daemon::Daemon(std::string config_path, Config config)
     : config_path_(std::move(config_path)),
       config_(std::move(config)),
-      router_(profiles_),
+      router_(profiles_, &metrics_),
       signals_(io_, SIGTERM, SIGINT, SIGHUP),
-      stop_timer_(io_) {
+      stop_timer_(io_),
+      systemd_(io_.get_executor(), profiles_, config_.startup_timeout) {
     raise_open_file_limit();
     std::signal(SIGPIPE, SIG_IGN);
+    if (config_.state_dir) {
+        if (auto problem = prepare_state_dir(*config_.state_dir)) {
+            spdlog::error("state_dir: {}; tokens will not survive a restart", *problem);
+        } else {
+            state_dir_ = config_.state_dir;
+        }
+    }
     profiles_ = make_profiles(config_, nullptr);
-    server_ = std::make_unique<LocalServer>(io_.get_executor(), router_, config_.socket);
+    if (auto passed = socket_from_systemd()) {
+        server_ =
+            std::make_unique<LocalServer>(io_.get_executor(), router_, config_.socket, *passed);
+    } else {
+        server_ = std::make_unique<LocalServer>(io_.get_executor(), router_, config_.socket);
+    }
+    server_->set_metrics(&metrics_);
+}
+
+// Metrics, the file sink and the state file follow the source's tokens. The
+// state file comes last: it may hand the source a saved token, which the
+// others must see too.
+void Daemon::attach_outputs(TokenSource& source) {
+    metrics_.watch(source);
+    FileSink::attach(source);
+    if (state_dir_) {
+        StateFile::attach(source, *state_dir_);
+    }
 }
 
 Profiles Daemon::make_profiles(const Config& config, const Profiles* current) {
@@ -58,8 +85,10 @@ Profiles Daemon::make_profiles(const Config& config, const Profiles* current) {
                 continue;
             }
         }
-        profiles.sources[name] =
+        auto source =
             std::make_shared<TokenSource>(io_.get_executor(), profile, std::move(secret.value));
+        attach_outputs(*source);
+        profiles.sources[name] = std::move(source);
     }
     return profiles;
 }
@@ -73,6 +102,7 @@ int Daemon::run() {
         source->start();
     }
     server_->start();
+    systemd_.start();
     wait_for_signal();
 
     io_.run();
@@ -90,7 +120,9 @@ void Daemon::wait_for_signal() {
 
 void Daemon::on_signal(int number) {
     if (number == SIGHUP) {
+        systemd_.reloading();
         reload();
+        systemd_.reloaded();
         wait_for_signal();
         return;
     }
@@ -122,6 +154,9 @@ void Daemon::reload() {
         socket.group != config_.socket.group) {
         spdlog::warn("socket settings changed; they take effect at the next restart");
     }
+    if (loaded.config->state_dir != config_.state_dir) {
+        spdlog::warn("state_dir changed; it takes effect at the next restart");
+    }
 
     for (auto& [name, source] : profiles_.sources) {
         auto it = next.sources.find(name);
@@ -146,6 +181,7 @@ void Daemon::begin_stop() {
         return;
     }
     stopping_ = true;
+    systemd_.stopping();
     signals_.cancel();
     server_->stop();
     for (auto& [name, source] : profiles_.sources) {

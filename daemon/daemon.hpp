@@ -8,7 +8,9 @@
 
 #include "config.hpp"
 #include "local_server.hpp"
+#include "metrics.hpp"
 #include "routes.hpp"
+#include "systemd.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -16,6 +18,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace iam_tokend {
@@ -39,15 +42,22 @@ private:
     void begin_stop();
     void finish_stop_when_idle();
     Profiles make_profiles(const Config& config, const Profiles* current);
+    void attach_outputs(TokenSource& source);
 
+    // Declared before io_ so that it outlives every coroutine frame io_
+    // destroys: connections report their end to it.
+    Metrics metrics_;
     boost::asio::io_context io_;
     std::string config_path_;
     Config config_;
+    // Fixed at start: where tokens are saved (none when unset or unusable).
+    std::optional<std::string> state_dir_;
     Profiles profiles_;
     Router router_;
     std::unique_ptr<LocalServer> server_;
     boost::asio::signal_set signals_;
     boost::asio::steady_timer stop_timer_;
+    SystemdNotifier systemd_;
     std::chrono::steady_clock::time_point stop_deadline_{};
     bool stopping_ = false;
 };

@@ -1,5 +1,6 @@
 #include "local_server.hpp"
 
+#include "metrics.hpp"
 #include "spawn.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -16,6 +17,7 @@
 #include <cstring>
 #include <filesystem>
 #include <stdexcept>
+#include <vector>
 
 #include <grp.h>
 #include <sys/socket.h>
@@ -32,6 +34,10 @@ using namespace asio::experimental::awaitable_operators;
 using Protocol = asio::local::stream_protocol;
 
 namespace {
+
+// Room for this many supplementary groups at the first try; more take a
+// second call.
+constexpr std::size_t expected_peer_groups = 32;
 
 std::runtime_error socket_error(const std::string& path, const std::string& what) {
     return std::runtime_error("socket " + path + ": " + what);
@@ -71,15 +77,40 @@ void prepare_path(asio::any_io_executor executor, const std::string& path) {
     unlink(path.c_str());
 }
 
+// The peer's supplementary groups, so that allow.gids also admits a member
+// of an allowed group whose primary group is another one.
+std::vector<gid_t> peer_groups(int fd) {
+    std::vector<gid_t> groups(expected_peer_groups);
+    auto length = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &length) != 0) {
+        // ERANGE: more groups than expected, and `length` says how many.
+        if (errno != ERANGE) {
+            return {};
+        }
+        groups.resize(length / sizeof(gid_t));
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &length) != 0) {
+            return {};
+        }
+    }
+    groups.resize(length / sizeof(gid_t));
+    return groups;
+}
+
+// Credentials the kernel recorded when the peer connected. When they cannot
+// be read, the peer keeps Peer's "unknown" ids, which no allow list admits.
 Peer peer_of(Protocol::socket& socket) {
+    int fd = socket.native_handle();
     ucred credentials{};
     socklen_t length = sizeof credentials;
     Peer peer;
-    if (getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &credentials, &length) == 0) {
-        peer.pid = credentials.pid;
-        peer.uid = credentials.uid;
-        peer.gid = credentials.gid;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) {
+        spdlog::warn("cannot read a client's credentials: {}", std::strerror(errno));
+        return peer;
     }
+    peer.pid = credentials.pid;
+    peer.uid = credentials.uid;
+    peer.gid = credentials.gid;
+    peer.groups = peer_groups(fd);
     return peer;
 }
 
@@ -140,12 +171,32 @@ LocalServer::LocalServer(asio::any_io_executor executor, Router& router, SocketS
     }
 }
 
+LocalServer::LocalServer(asio::any_io_executor executor,
+                         Router& router,
+                         SocketSettings settings,
+                         int listening_fd)
+    : executor_(std::move(executor)),
+      router_(router),
+      settings_(std::move(settings)),
+      acceptor_(executor_, Protocol(), listening_fd),
+      from_systemd_(true) {
+    // The path the socket unit bound is the one clients use.
+    boost::system::error_code ec;
+    std::string bound = acceptor_.local_endpoint(ec).path();
+    if (!ec && !bound.empty() && bound != settings_.path) {
+        spdlog::warn("serving on {}, the socket systemd passed; socket.path {} is not used",
+                     bound,
+                     settings_.path);
+        settings_.path = bound;
+    }
+}
+
 LocalServer::~LocalServer() {
     remove_socket_file();
 }
 
 void LocalServer::start() {
-    spdlog::info("listening on {}", settings_.path);
+    spdlog::info("listening on {}{}", settings_.path, from_systemd_ ? " (passed by systemd)" : "");
     asio::co_spawn(executor_, accept_loop(), log_escape("the listener"));
 }
 
@@ -188,6 +239,7 @@ asio::awaitable<void> LocalServer::accept_loop() {
 
 asio::awaitable<void> LocalServer::session(Socket socket) {
     Peer peer = peer_of(socket);
+    OpenConnection counted(metrics_);
     beast::flat_buffer buffer;
     boost::system::error_code ec;
 
@@ -221,6 +273,9 @@ asio::awaitable<void> LocalServer::session(Socket socket) {
             } else {
                 break; // the client went away, or the connection timed out
             }
+            if (metrics_ != nullptr) {
+                metrics_->count_request(Route::unparsed, reply.status);
+            }
             co_await http::async_write(socket,
                                        to_response(std::move(reply), 11, false),
                                        as_tuple(use_awaitable));
@@ -237,6 +292,9 @@ asio::awaitable<void> LocalServer::session(Socket socket) {
         } catch (const std::exception& e) {
             spdlog::error("internal error answering {}: {}", request.target(), e.what());
             reply = Router::error(500, "internal_error", "internal error");
+        }
+        if (metrics_ != nullptr) {
+            metrics_->count_request(route_of(request.target()), reply.status);
         }
         auto response = to_response(std::move(reply), request.version(), keep_alive && !stopping_);
         auto [write_ec, written] =

@@ -1,5 +1,7 @@
 #include "routes.hpp"
 
+#include "metrics.hpp"
+
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
 #include <spdlog/spdlog.h>
@@ -36,8 +38,12 @@ bool allowed(const AllowList& allow, const Peer& peer) {
     if (allow.uids.empty() && allow.gids.empty()) {
         return true;
     }
-    return std::ranges::find(allow.uids, peer.uid) != allow.uids.end() ||
-           std::ranges::find(allow.gids, peer.gid) != allow.gids.end();
+    // The config refuses the all-ones id, so unknown ids match no list.
+    auto group_allowed = [&allow](gid_t gid) {
+        return std::ranges::find(allow.gids, gid) != allow.gids.end();
+    };
+    return std::ranges::find(allow.uids, peer.uid) != allow.uids.end() || group_allowed(peer.gid) ||
+           std::ranges::any_of(peer.groups, group_allowed);
 }
 
 LocalReply forbidden(const std::string& profile, const Peer& peer) {
@@ -106,7 +112,8 @@ asio::awaitable<LocalReply> Router::handle(LocalRequest request, Peer peer) {
                     (path[1] == "token" || path[1] == "refresh");
     bool is_fixed =
         path.size() == 2 && path[0] == "v1" && (path[1] == "health" || path[1] == "status");
-    if (!is_token && !is_fixed) {
+    bool is_metrics = metrics_ != nullptr && path.size() == 1 && path[0] == "metrics";
+    if (!is_token && !is_fixed && !is_metrics) {
         co_return error(404, "not_found", "no such resource: " + std::string(parsed->path()));
     }
     if (is_token && path[1] == "refresh") {
@@ -120,6 +127,9 @@ asio::awaitable<LocalReply> Router::handle(LocalRequest request, Peer peer) {
 
     if (is_fixed) {
         co_return path[1] == "health" ? health() : status();
+    }
+    if (is_metrics) {
+        co_return metrics();
     }
 
     // /v1/token[/{profile}] and /v1/refresh[/{profile}] with their query.
@@ -220,6 +230,13 @@ LocalReply Router::health() const {
         return json_reply(200, {{"status", "ok"}});
     }
     return json_reply(503, {{"status", "unavailable"}, {"profiles", std::move(failing)}});
+}
+
+LocalReply Router::metrics() const {
+    LocalReply reply;
+    reply.content_type = metrics_content_type;
+    reply.body = metrics_->render(profiles_);
+    return reply;
 }
 
 LocalReply Router::status() const {

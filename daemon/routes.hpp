@@ -21,11 +21,16 @@ namespace iam_tokend {
 inline constexpr Seconds default_client_wait{10};
 inline constexpr Seconds max_client_wait{300};
 
+// The all-ones id: what a peer's ids stay at when the kernel could not
+// tell them. No allow list can contain it.
+inline constexpr uid_t unknown_id = static_cast<uid_t>(-1);
+
 // The credentials of the process at the other end of a connection.
 struct Peer {
     pid_t pid = 0;
-    uid_t uid = 0;
-    gid_t gid = 0;
+    uid_t uid = unknown_id;
+    gid_t gid = unknown_id;
+    std::vector<gid_t> groups; // supplementary groups
 };
 
 // The daemon's token sources by profile name; replaced whole on reload.
@@ -33,6 +38,8 @@ struct Profiles {
     std::map<std::string, std::shared_ptr<TokenSource>> sources;
     std::string default_name;
 };
+
+class Metrics;
 
 struct LocalRequest {
     std::string method;
@@ -48,7 +55,11 @@ struct LocalReply {
 
 class Router {
 public:
-    explicit Router(const Profiles& profiles) : profiles_(profiles) {}
+    // `metrics`, when given, is served at GET /metrics and must outlive the
+    // router.
+    explicit Router(const Profiles& profiles, const Metrics* metrics = nullptr)
+        : profiles_(profiles),
+          metrics_(metrics) {}
 
     boost::asio::awaitable<LocalReply> handle(LocalRequest request, Peer peer);
 
@@ -61,9 +72,11 @@ private:
     boost::asio::awaitable<LocalReply> refresh(std::string profile, Seconds wait, Peer peer);
     LocalReply health() const;
     LocalReply status() const;
+    LocalReply metrics() const;
     std::shared_ptr<TokenSource> find(const std::string& name) const;
 
     const Profiles& profiles_;
+    const Metrics* metrics_;
 };
 
 } // namespace iam_tokend

@@ -35,10 +35,6 @@ std::int64_t unix_time(std::chrono::system_clock::time_point at) {
     return std::chrono::floor<std::chrono::seconds>(at.time_since_epoch()).count();
 }
 
-std::string_view to_string(AttemptGrant grant) {
-    return grant == AttemptGrant::refresh_token ? "refresh_token" : "apikey";
-}
-
 json::value failure_json(const Failure& failure) {
     json::object out;
     out["kind"] = to_string(failure.kind);
@@ -99,6 +95,33 @@ void TokenSource::start() {
                    log_escape("[profile " + profile_.name + "] refresh loop", shared_from_this()));
 }
 
+bool TokenSource::adopt(std::optional<Token> token, std::optional<std::string> refresh_token) {
+    if (running_ || token_) {
+        return false;
+    }
+    if (refresh_token) {
+        refresh_token_ = std::move(refresh_token);
+    }
+    auto now = boot_now();
+    if (!token || token->expires_at - now <= to_boot(profile_.refresh.min_valid)) {
+        return false;
+    }
+
+    auto life = std::chrono::duration_cast<Seconds>(token->expires_at - token->obtained_at);
+    std::uniform_real_distribution<double> jitter(-1.0, 1.0);
+    next_attempt_ = refresh_time(token->obtained_at, life, now, profile_.refresh, jitter(random_));
+    token->restored = true;
+    token_ = std::make_shared<const Token>(std::move(*token));
+    spdlog::info("[profile {}] serving token {} saved by an earlier run: valid for {} s more, "
+                 "next refresh in {} s",
+                 profile_.name,
+                 token_->fingerprint,
+                 whole_seconds(token_->expires_at - now),
+                 whole_seconds(next_attempt_ - now));
+    notify(SourceEvent::new_token);
+    return true;
+}
+
 void TokenSource::stop() {
     stopping_ = true;
     wakeup_.cancel();
@@ -154,6 +177,7 @@ asio::awaitable<void> TokenSource::attempt() {
 
     auto reply = co_await environment_.post(executor_, std::move(request));
     in_flight_ = false;
+    last_attempt_duration_ = boot_now() - sent;
     ++attempts_done_;
     if (stopping_) {
         co_return;
@@ -224,7 +248,8 @@ void TokenSource::accept(TokenGrant grant,
 
 void TokenSource::keep_current(const std::string& why) {
     ++consecutive_failures_;
-    last_attempt_ok_ = true;
+    ++failures_;
+    last_attempt_ok_ = false;
     std::uniform_real_distribution<double> draw(0.0, 1.0);
     auto delay = backoff_delay(consecutive_failures_, profile_.refresh, draw(random_));
     next_attempt_ = boot_now() + to_boot(delay);
@@ -238,6 +263,13 @@ void TokenSource::keep_current(const std::string& why) {
                 why,
                 token_->fingerprint,
                 delay.count());
+
+    Failure failure;
+    failure.kind = FailureKind::bad_response;
+    failure.message = why + ": no progress";
+    failure.http_status = 200;
+    last_error_ = std::move(failure);
+    notify(SourceEvent::attempt_failed);
 }
 
 void TokenSource::install(TokenGrant grant,
@@ -260,11 +292,13 @@ void TokenSource::install(TokenGrant grant,
     expired_warned_ = false;
     no_gain_warned_ = false;
     token_ = std::move(token);
-    spdlog::info("[profile {}] new token {} valid for {} s, next refresh in {} s",
-                 profile_.name,
-                 token_->fingerprint,
-                 grant.expires_in.count(),
-                 whole_seconds(next_attempt_ - now));
+    spdlog::info(
+        "[profile {}] new token {} from the {} grant, valid for {} s, next refresh in {} s",
+        profile_.name,
+        token_->fingerprint,
+        to_string(last_grant_),
+        grant.expires_in.count(),
+        whole_seconds(next_attempt_ - now));
     if (token_->iam_expiration) {
         auto skew = *token_->iam_expiration - unix_time(token_->expiration);
         if (std::abs(skew) > 60) {
@@ -503,6 +537,9 @@ json::object TokenSource::status() const {
         {"refreshes", refreshes_},
         {"failures", failures_},
     };
+    for (const auto& [key, section] : status_sections_) {
+        out[key] = section();
+    }
     return out;
 }
 

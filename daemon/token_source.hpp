@@ -31,6 +31,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -39,6 +40,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace iam_tokend {
@@ -75,6 +77,7 @@ struct Token {
     BootClock::time_point expires_at;                 // obtained_at + expires_in
     std::chrono::system_clock::time_point expiration; // the same, by the local clock
     std::optional<std::int64_t> iam_expiration;       // as IAM reported it
+    bool restored = false; // saved by an earlier run, not obtained by this one
 };
 
 enum class SourceState { starting, valid, refreshing, degraded, expired };
@@ -104,6 +107,13 @@ public:
     // must not block.
     void add_listener(Listener listener) { listeners_.push_back(std::move(listener)); }
 
+    // Called before start(): takes over a token and refresh token saved by
+    // an earlier run. A servable token is served at once and refreshed on
+    // the usual schedule, as if this run had obtained it at `obtained_at`;
+    // returns whether it was. Otherwise only the refresh token is kept,
+    // which still spares the first attempt an API-key login.
+    bool adopt(std::optional<Token> token, std::optional<std::string> refresh_token);
+
     // Starts the refresh loop; stop() ends it and releases every waiter.
     void start();
     void stop();
@@ -129,6 +139,21 @@ public:
     boost::json::object status() const;
     const Profile& profile() const { return profile_; }
     const std::string& secret() const { return secret_; }
+
+    // The latest token, servable or not; null before the first.
+    std::shared_ptr<const Token> latest() const { return token_; }
+    // The refresh token that came with it, if any. A secret: never log it.
+    const std::optional<std::string>& refresh_token() const { return refresh_token_; }
+    // The grant and the duration of the last exchange with IAM.
+    AttemptGrant last_grant() const { return last_grant_; }
+    BootClock::duration last_attempt_duration() const { return last_attempt_duration_; }
+
+    // Adds `key` to status(), its value computed each time status is asked
+    // for (e.g. the state of a file sink).
+    using StatusSection = std::function<boost::json::value()>;
+    void add_status_section(std::string key, StatusSection section) {
+        status_sections_.emplace_back(std::move(key), std::move(section));
+    }
 
 private:
     boost::asio::awaitable<void> run();
@@ -165,6 +190,7 @@ private:
     boost::asio::steady_timer wakeup_;
     std::vector<boost::asio::steady_timer*> waiters_;
     std::vector<Listener> listeners_;
+    std::vector<std::pair<std::string, StatusSection>> status_sections_;
     bool running_ = false;
     bool stopping_ = false;
     bool in_flight_ = false;
@@ -181,6 +207,7 @@ private:
     std::optional<std::chrono::system_clock::time_point> last_attempt_at_;
     bool last_attempt_ok_ = false;
     AttemptGrant last_grant_ = AttemptGrant::apikey;
+    BootClock::duration last_attempt_duration_{};
     std::uint64_t logins_ = 0;
     std::uint64_t refreshes_ = 0;
     std::uint64_t failures_ = 0;

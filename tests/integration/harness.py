@@ -438,6 +438,16 @@ class IntegrationTest(unittest.TestCase):
         self.addCleanup(self.fake.stop)
         return self.fake.start()
 
+    def start_extra_fake(self, name, token_life=3600.0, api_keys=None, extra_args=()):
+        """Another fake IAM, with its files in the subfolder `name`; stopped at
+        clean-up. self.fake is left alone."""
+        folder = os.path.join(self.tmp, name)
+        os.makedirs(folder, exist_ok=True)
+        keys = [self.api_key] if api_keys is None else api_keys
+        fake = FakeIam(folder, self.pki, keys, token_life, 0, extra_args)
+        self.addCleanup(fake.stop)
+        return fake.start()
+
     def prepare_daemon(self, profile=None, top=None, token_url=None, ca_file=None):
         """Writes the config for the running fake; the daemon is not started."""
         self.daemon = Daemon(self.tmp)
@@ -500,3 +510,102 @@ class IntegrationTest(unittest.TestCase):
         issued = self.fake.issued()["access_tokens"]
         self.assertIn(token, issued,
                       f"served token ...{token[-8:]} was not issued by the fake IAM")
+
+
+def rewrite_config(path, change):
+    """Loads the JSON config at path, lets change(config) edit it in place,
+    and writes it back."""
+    with open(path, encoding="utf-8") as f:
+        config = json.load(f)
+    change(config)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(config, f, indent=2)
+
+
+# --- systemd's notify protocol ---------------------------------------------
+
+
+class NotifySocket:
+    """A datagram socket in the test folder standing in for systemd's
+    NOTIFY_SOCKET. Every datagram is kept with its arrival time and the
+    sender's pid (from SCM_CREDENTIALS), so tests can check who sent what
+    and when."""
+
+    MAX_DATAGRAM = 4096
+
+    def __init__(self, tmp, name="notify.sock"):
+        self.path = os.path.join(tmp, name)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        self.messages = []  # (monotonic time, sender pid, {name: value}, raw text)
+
+    def env(self, **extra):
+        """os.environ with NOTIFY_SOCKET pointing here, plus extra variables."""
+        return dict(os.environ, NOTIFY_SOCKET=self.path, **extra)
+
+    def close(self):
+        self.sock.close()
+
+    def receive(self, timeout):
+        """Reads one datagram within timeout and records it; None if none came."""
+        self.sock.settimeout(max(timeout, 0.001))
+        try:
+            data, ancillary, _, _ = self.sock.recvmsg(
+                self.MAX_DATAGRAM, socket.CMSG_SPACE(12))
+        except socket.timeout:
+            return None
+        pid = None
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                pid = int.from_bytes(payload[0:4], sys.byteorder)
+        text = data.decode("utf-8", "replace")
+        fields = dict(line.split("=", 1) for line in text.split("\n") if "=" in line)
+        message = (time.monotonic(), pid, fields, text)
+        self.messages.append(message)
+        return message
+
+    def wait_for(self, name, value=None, timeout=STARTUP_TIMEOUT_S):
+        """Receives until a message sets `name` (to `value`, if given);
+        returns that message."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                seen = [m[3] for m in self.messages]
+                raise AssertionError(f"no {name}={value or '...'} on the notify socket "
+                                     f"within {timeout:.1f} s; received {seen}")
+            message = self.receive(left)
+            if message is None:
+                continue
+            fields = message[2]
+            if name in fields and (value is None or fields[name] == value):
+                return message
+
+    def drain(self, duration):
+        """Receives everything that arrives during `duration` seconds."""
+        deadline = time.monotonic() + duration
+        while time.monotonic() < deadline:
+            self.receive(deadline - time.monotonic())
+        return self.messages
+
+    def with_field(self, name):
+        return [m for m in self.messages if name in m[2]]
+
+
+# --- running a test file ---------------------------------------------------
+
+# ctest reports a test that exits with this code as skipped, not passed
+# (SKIP_RETURN_CODE in CMakeLists.txt).
+EXIT_SKIPPED = 77
+
+
+def main():
+    """unittest.main(), but a file whose every test was skipped exits with
+    EXIT_SKIPPED, so that ctest shows it as skipped."""
+    result = unittest.main(exit=False).result
+    if not result.wasSuccessful():
+        sys.exit(1)
+    if result.skipped and len(result.skipped) >= result.testsRun:
+        sys.exit(EXIT_SKIPPED)
+    sys.exit(0)

@@ -35,7 +35,9 @@ class RefreshesThatDoNotHelpTest(IntegrationTest):
         self.assertEqual(len(log_lines(self.daemon, NO_GAIN)), 1, self.daemon.log_tail())
         self.assertEqual({body for _, status, body in poller.replies if status == 200}, {first})
         self.assertEqual(set(poller.statuses()), {200})
-        self.assertEqual(self.daemon.profile_status()["state"], "degraded")
+        status = self.daemon.profile_status()
+        self.assertEqual(status["state"], "degraded")
+        self.assertIn("no progress", status["last_error"]["message"])
 
         self.fake.set(same_token=False)
         wait_until(lambda: self.get_token() != first, 5, "a new token once IAM mints one")
