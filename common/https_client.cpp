@@ -26,7 +26,7 @@ using namespace asio::experimental::awaitable_operators;
 
 namespace {
 
-enum class Phase { trust_store, resolve, connect, handshake, send, headers, body };
+enum class Phase { trust_store, resolve, connect, tunnel, handshake, send, headers, body };
 
 std::string_view to_string(Phase phase) {
     switch (phase) {
@@ -36,6 +36,8 @@ std::string_view to_string(Phase phase) {
         return "resolving the host";
     case Phase::connect:
         return "connecting";
+    case Phase::tunnel:
+        return "opening the tunnel through the proxy";
     case Phase::handshake:
         return "the TLS handshake";
     case Phase::send:
@@ -51,8 +53,9 @@ std::string_view to_string(Phase phase) {
 // What an exchange has got to, shared with the caller that may time it out.
 struct Progress {
     Phase phase = Phase::trust_store;
-    std::string peer;       // host:port, for messages
-    std::string tls_detail; // OpenSSL's reason when verification failed
+    std::string peer;          // host:port, for messages
+    std::string tls_detail;    // OpenSSL's reason when verification failed
+    std::string proxy_problem; // an unusable proxy URL, or the proxy's refusal
 
     // What the reply's headers said, once they were read.
     int status = 0;
@@ -144,12 +147,95 @@ asio::awaitable<boost::system::error_code> connect(asio::any_io_executor executo
     co_return connect_ec;
 }
 
+// "host:port" as CONNECT and Host want it, with brackets around IPv6.
+std::string authority(const std::string& host, const std::string& port) {
+    bool v6 = host.find(':') != std::string::npos;
+    return (v6 ? "[" + host + "]" : host) + ":" + port;
+}
+
+// Asks the proxy, already connected on `socket`, for a tunnel to `target`
+// (host:port). Any answer but 2xx is an error, and the answer is kept in
+// `progress` for the message. Credentials go in the request only.
+asio::awaitable<boost::system::error_code> open_tunnel(tcp::socket& socket,
+                                                       std::string target,
+                                                       std::string proxy_name,
+                                                       std::optional<std::string> authorization,
+                                                       std::shared_ptr<Progress> progress) {
+    http::request<http::empty_body> request{http::verb::connect, target, 11};
+    request.set(http::field::host, target);
+    request.set(http::field::user_agent, "iam-tokend/" IAM_TOKEND_VERSION);
+    if (authorization) {
+        request.set(http::field::proxy_authorization, *authorization);
+    }
+    auto [write_ec, written] = co_await http::async_write(socket, request, as_tuple(use_awaitable));
+    if (write_ec) {
+        co_return write_ec;
+    }
+
+    boost::beast::flat_buffer buffer;
+    http::response_parser<http::empty_body> parser;
+    parser.header_limit(max_reply_header);
+    parser.skip(true); // a 2xx answer to CONNECT has no body: the tunnel follows it
+    auto [read_ec, read] =
+        co_await http::async_read_header(socket, buffer, parser, as_tuple(use_awaitable));
+    if (read_ec) {
+        co_return read_ec;
+    }
+
+    const auto& answer = parser.get();
+    std::string refused = "proxy " + proxy_name + " would not open a tunnel to " + target + ": ";
+    if (answer.result_int() / 100 != 2) {
+        progress->proxy_problem = refused + "HTTP " + std::to_string(answer.result_int()) + " " +
+                                  printable(answer.reason(), error_field_length);
+        co_return asio::error::connection_refused;
+    }
+    if (buffer.size() != 0) {
+        // TLS starts with our ClientHello; a proxy speaking first is broken.
+        progress->proxy_problem = refused + "it sent data after its answer";
+        co_return asio::error::connection_refused;
+    }
+    co_return boost::system::error_code{};
+}
+
+// Connects `socket` to IAM's `host` and `port`, directly or through a
+// tunnel opened by `proxy`.
+asio::awaitable<boost::system::error_code> open_connection(asio::any_io_executor executor,
+                                                           tcp::socket& socket,
+                                                           std::string host,
+                                                           std::string port,
+                                                           std::optional<ProxyEndpoint> proxy,
+                                                           std::shared_ptr<Progress> progress) {
+    if (!proxy) {
+        co_return co_await connect(executor, socket, host, port, progress);
+    }
+
+    std::string target = authority(host, port);
+    progress->peer = "proxy " + proxy->name();
+    auto ec = co_await connect(executor, socket, proxy->host, proxy->port, progress);
+    if (ec) {
+        co_return ec;
+    }
+    progress->phase = Phase::tunnel;
+    progress->peer = target + " via proxy " + proxy->name();
+    co_return co_await open_tunnel(socket, target, proxy->name(), proxy->authorization, progress);
+}
+
 asio::awaitable<HttpReply>
 exchange(asio::any_io_executor executor, HttpsRequest request, std::shared_ptr<Progress> progress) {
     auto url = boost::urls::parse_uri(request.url).value();
     std::string host = url.host_address();
     std::string port = url.has_port() ? std::string(url.port()) : "443";
-    progress->peer = host + ":" + port;
+    progress->peer = authority(host, port);
+
+    std::optional<ProxyEndpoint> proxy;
+    if (request.proxy) {
+        auto parsed = parse_proxy(*request.proxy);
+        if (!parsed) {
+            progress->proxy_problem = "cannot use the proxy: " + parsed.error();
+            throw boost::system::system_error(asio::error::invalid_argument);
+        }
+        proxy = std::move(*parsed);
+    }
 
     ssl::context context = make_tls_context(request.ca_file);
     progress->phase = Phase::resolve;
@@ -164,12 +250,13 @@ exchange(asio::any_io_executor executor, HttpsRequest request, std::shared_ptr<P
     }
     stream.set_verify_callback(ssl::host_name_verification(host));
 
-    // Resolving and connecting share the connect deadline. (Asio's `||`
-    // waits for the first *success*, so the raced coroutine returns its
-    // error instead of throwing it.)
+    // Resolving, connecting and opening a proxy's tunnel share the connect
+    // deadline. (Asio's `||` waits for the first *success*, so the raced
+    // coroutine returns its error instead of throwing it.)
     asio::steady_timer connect_deadline(executor, to_duration(request.timeouts.connect));
-    auto connected = co_await (connect(executor, stream.next_layer(), host, port, progress) ||
-                               connect_deadline.async_wait(use_awaitable));
+    auto connected = co_await (
+        open_connection(executor, stream.next_layer(), host, port, std::move(proxy), progress) ||
+        connect_deadline.async_wait(use_awaitable));
     if (connected.index() == 1) {
         throw boost::system::system_error(asio::error::timed_out);
     }
@@ -246,6 +333,11 @@ Failure classify(const boost::system::error_code& ec, const Progress& progress) 
     Failure failure;
     std::string where = std::string(to_string(progress.phase)) + " (" + progress.peer + ")";
 
+    if (!progress.proxy_problem.empty()) {
+        failure.kind = FailureKind::network;
+        failure.message = progress.proxy_problem;
+        return failure;
+    }
     if (progress.phase == Phase::trust_store) {
         failure.kind = FailureKind::tls;
         failure.message = "cannot load the trust store: " + ec.message();

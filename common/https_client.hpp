@@ -10,6 +10,13 @@
 // A failure after the headers arrived says what they were and how much
 // of the body came, with a short cleaned excerpt of it.
 //
+// With a proxy, the connection goes to the proxy, which is asked to open a
+// tunnel (HTTP CONNECT) to IAM's host and port; TLS then runs through the
+// tunnel to IAM itself, verified against IAM's host name as without a
+// proxy. Both deadlines include the proxy's part: reaching the proxy and
+// its answer to CONNECT count against `connect`. A proxy that refuses the
+// tunnel (407, 403, 502...) fails the attempt with the proxy's answer.
+//
 // Each call opens its own connection and TLS context: IAM is called once per
 // refresh, so there is nothing worth pooling, and a rotated `ca_file` is
 // picked up at the next attempt.
@@ -18,6 +25,7 @@
 #include "config.hpp"
 #include "failure.hpp"
 #include "iam_response.hpp"
+#include "proxy.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -41,6 +49,7 @@ struct HttpsRequest {
     std::string body;
     std::optional<std::string> ca_file;
     Timeouts timeouts;
+    std::optional<ProxySetting> proxy; // null: connect to IAM directly
 };
 
 // The reply whatever its status, or a Failure when none was read.

@@ -1,6 +1,7 @@
 #include "routes.hpp"
 
 #include "metrics.hpp"
+#include "iam_request.hpp"
 
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
@@ -137,6 +138,7 @@ asio::awaitable<LocalReply> Router::handle(LocalRequest request, Peer peer) {
     Seconds min_valid{0};
     Seconds wait = default_client_wait;
     std::string format = "json";
+    std::string kind = "iam";
     for (auto param : parsed->params()) {
         if (param.key == "min_valid" || param.key == "wait") {
             auto value = parse_seconds(param.value, max_client_wait);
@@ -152,6 +154,11 @@ asio::awaitable<LocalReply> Router::handle(LocalRequest request, Peer peer) {
                 co_return error(400, "bad_request", "format must be json, header or raw");
             }
             format = param.value;
+        } else if (param.key == "kind") {
+            if (param.value != "iam" && param.value != "uaa") {
+                co_return error(400, "bad_request", "kind must be iam or uaa");
+            }
+            kind = param.value;
         } else {
             co_return error(400, "bad_request", "unknown query parameter: " + param.key);
         }
@@ -160,11 +167,20 @@ asio::awaitable<LocalReply> Router::handle(LocalRequest request, Peer peer) {
     if (path[1] == "refresh") {
         co_return co_await refresh(std::move(profile), wait, peer);
     }
-    co_return co_await token(std::move(profile), min_valid, wait, std::move(format), peer);
+    co_return co_await token(std::move(profile),
+                             min_valid,
+                             wait,
+                             std::move(format),
+                             std::move(kind),
+                             peer);
 }
 
-asio::awaitable<LocalReply>
-Router::token(std::string profile, Seconds min_valid, Seconds wait, std::string format, Peer peer) {
+asio::awaitable<LocalReply> Router::token(std::string profile,
+                                          Seconds min_valid,
+                                          Seconds wait,
+                                          std::string format,
+                                          std::string kind,
+                                          Peer peer) {
     auto source = find(profile);
     if (!source) {
         co_return error(404, "unknown_profile", "no profile named " + profile);
@@ -172,23 +188,34 @@ Router::token(std::string profile, Seconds min_valid, Seconds wait, std::string 
     if (!allowed(source->profile().allow, peer)) {
         co_return forbidden(profile, peer);
     }
+    bool uaa = kind == "uaa";
+    if (uaa && !wants_uaa(source->profile())) {
+        co_return error(400,
+                        "uaa_not_configured",
+                        "profile " + profile +
+                            R"( does not ask IAM for a UAA token (response_type "cloud_iam,uaa"))");
+    }
 
     auto token = co_await source->get(min_valid, wait);
-    if (!token) {
+    if (!token || (uaa && !token->uaa_token)) {
         co_return no_token(*source);
     }
+    const std::string& value = uaa ? *token->uaa_token : token->access_token;
 
     LocalReply reply;
     reply.headers.emplace_back("Cache-Control", "no-store");
     if (format == "raw") {
         reply.content_type = "text/plain";
-        reply.body = token->access_token;
+        reply.body = value;
     } else if (format == "header") {
         reply.content_type = "text/plain";
-        reply.body = "Bearer " + token->access_token;
+        reply.body = "Bearer " + value;
     } else {
         auto body = token_metadata(*token, *source);
-        body["access_token"] = token->access_token;
+        body["access_token"] = value;
+        if (uaa) {
+            body["kind"] = "uaa";
+        }
         reply.body = json::serialize(body);
     }
     co_return reply;

@@ -67,8 +67,12 @@ public:
     static LocalReply error(unsigned status, std::string_view code, std::string_view message);
 
 private:
-    boost::asio::awaitable<LocalReply>
-    token(std::string profile, Seconds min_valid, Seconds wait, std::string format, Peer peer);
+    boost::asio::awaitable<LocalReply> token(std::string profile,
+                                             Seconds min_valid,
+                                             Seconds wait,
+                                             std::string format,
+                                             std::string kind, // "iam" or "uaa"
+                                             Peer peer);
     boost::asio::awaitable<LocalReply> refresh(std::string profile, Seconds wait, Peer peer);
     LocalReply health() const;
     LocalReply status() const;

@@ -178,6 +178,7 @@ std::string encode_state(const SavedState& state) {
         {"life_s", state.life_s},
         {"expiration", state.expiration},
         {"iam_expiration", optional_json(state.iam_expiration)},
+        {"uaa_token", state.uaa_token ? json::value(*state.uaa_token) : json::value(nullptr)},
     };
     json::object root{
         {"format", state_format_name},
@@ -230,6 +231,7 @@ DecodedState decode_state(std::string_view text) {
     state.life_s = token.number("life_s");
     state.expiration = token.integer("expiration");
     state.iam_expiration = token.optional_integer("iam_expiration");
+    state.uaa_token = token.optional_text("uaa_token");
 
     if (const auto& problem = top.problem() ? top.problem() : token.problem()) {
         return {std::nullopt, *problem};
@@ -302,6 +304,7 @@ RestoredState restore_state(SavedState state, const ClockReadings& now) {
         token.expires_at - std::chrono::duration_cast<BootClock::duration>(Seconds(state.life_s));
     token.expiration = now.wall + std::chrono::duration_cast<Wall::duration>(left);
     token.iam_expiration = state.iam_expiration;
+    token.uaa_token = std::move(state.uaa_token);
     restored.token = std::move(token);
     return restored;
 }
@@ -426,10 +429,14 @@ void StateFile::save(const TokenSource& source, const Token& token) {
     state.iam_expiration = token.iam_expiration;
     state.token_type = token.token_type;
     state.access_token = token.access_token;
+    state.uaa_token = token.uaa_token;
     state.refresh_token = source.refresh_token();
 
     std::string text = encode_state(state);
     wipe(state.access_token);
+    if (state.uaa_token) {
+        wipe(*state.uaa_token);
+    }
     if (state.refresh_token) {
         wipe(*state.refresh_token);
     }

@@ -55,6 +55,7 @@ struct SavedState {
     std::optional<std::int64_t> iam_expiration;
     std::string token_type;
     std::string access_token;
+    std::optional<std::string> uaa_token; // with response_type "cloud_iam,uaa"
     std::optional<std::string> refresh_token;
 };
 

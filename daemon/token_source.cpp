@@ -3,6 +3,7 @@
 #include "https_client.hpp"
 #include "iam_request.hpp"
 #include "log.hpp"
+#include "proxy.hpp"
 #include "spawn.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -45,6 +46,24 @@ json::value failure_json(const Failure& failure) {
     return out;
 }
 
+// Overwrites a secret held in memory before it is freed.
+void cleanse(std::optional<std::string>& secret) {
+    if (secret) {
+        std::string& value = *secret;
+        OPENSSL_cleanse(value.data(), value.size());
+    }
+}
+
+// A reply that lacks the UAA token the profile asked for is no token at
+// all: serving the IAM token alone would leave `kind=uaa` clients without.
+Failure missing_uaa_token(int http_status) {
+    Failure failure;
+    failure.kind = FailureKind::bad_response;
+    failure.message = "the reply has no uaa_token although response_type asks for one";
+    failure.http_status = http_status;
+    return failure;
+}
+
 } // namespace
 
 std::string_view to_string(SourceState state) {
@@ -79,9 +98,8 @@ TokenSource::TokenSource(asio::any_io_executor executor,
 
 TokenSource::~TokenSource() {
     OPENSSL_cleanse(secret_.data(), secret_.size());
-    if (refresh_token_) {
-        OPENSSL_cleanse(refresh_token_->data(), refresh_token_->size());
-    }
+    cleanse(refresh_token_);
+    cleanse(uaa_refresh_token_);
 }
 
 void TokenSource::start() {
@@ -130,6 +148,9 @@ void TokenSource::stop() {
 
 asio::awaitable<void> TokenSource::run() {
     spdlog::debug("[profile {}] token source started for {}", profile_.name, profile_.iam_url);
+    if (auto proxy = choose_proxy(profile_.iam_url, profile_.proxy, process_environment())) {
+        spdlog::info("[profile {}] reaching IAM through {}", profile_.name, describe(*proxy));
+    }
     while (!stopping_) {
         check_clocks();
         auto now = boot_now();
@@ -191,6 +212,8 @@ asio::awaitable<void> TokenSource::attempt() {
             failure.retry_after = parse_retry_after(*reply->retry_after, sent_wall);
         }
         fail(std::move(failure), grant);
+    } else if (wants_uaa(profile_) && !parsed->uaa_token) {
+        fail(missing_uaa_token(reply->status), grant);
     } else {
         if (grant == AttemptGrant::refresh_token) {
             ++refreshes_;
@@ -211,6 +234,9 @@ void TokenSource::accept(TokenGrant grant,
     // A reply without one keeps the one we have.
     if (grant.refresh_token) {
         refresh_token_ = std::move(grant.refresh_token);
+    }
+    if (grant.uaa_refresh_token) {
+        uaa_refresh_token_ = std::move(grant.uaa_refresh_token);
     }
 
     // Never servable, so installing it would only start the next attempt.
@@ -283,6 +309,7 @@ void TokenSource::install(TokenGrant grant,
     token->expires_at = sent + grant.expires_in;
     token->expiration = sent_wall + grant.expires_in;
     token->iam_expiration = grant.expiration;
+    token->uaa_token = std::move(grant.uaa_token);
 
     auto now = boot_now();
     std::uniform_real_distribution<double> jitter(-1.0, 1.0);
@@ -509,6 +536,9 @@ json::object TokenSource::status() const {
         out["expires_in"] = whole_seconds(token_->expires_at - now);
         out["expiration"] = unix_time(token_->expiration);
         out["token_fingerprint"] = token_->fingerprint;
+        if (token_->uaa_token) {
+            out["uaa_token_fingerprint"] = fingerprint(*token_->uaa_token);
+        }
         if (token_->iam_expiration) {
             out["clock_skew_s"] = unix_time(token_->expiration) - *token_->iam_expiration;
         }

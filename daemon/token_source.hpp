@@ -78,6 +78,9 @@ struct Token {
     std::chrono::system_clock::time_point expiration; // the same, by the local clock
     std::optional<std::int64_t> iam_expiration;       // as IAM reported it
     bool restored = false; // saved by an earlier run, not obtained by this one
+    // With response_type "cloud_iam,uaa": the UAA token IAM issued in the
+    // same reply. It is taken to live as long as the IAM token beside it.
+    std::optional<std::string> uaa_token;
 };
 
 enum class SourceState { starting, valid, refreshing, degraded, expired };
@@ -185,6 +188,7 @@ private:
 
     std::shared_ptr<const Token> token_;
     std::optional<std::string> refresh_token_;
+    std::optional<std::string> uaa_refresh_token_; // renewed with the refresh token
     BootClock::time_point next_attempt_;
     BootClock::time_point last_attempt_start_{};
     boost::asio::steady_timer wakeup_;

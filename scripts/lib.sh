@@ -27,6 +27,9 @@ readonly required_packages=(
     systemd # systemd-analyze, systemd-socket-activate, sysusers, tmpfiles: tests
     # promtool, which checks the /metrics page in the tests
     prometheus
+    tinyproxy # a real HTTP proxy for the CONNECT tests
+    dpkg-dev  # dpkg-shlibdeps: the .deb's Depends, for cpack
+    file      # cpack's DEB generator runs it on the files it packs
 )
 
 # The build folder. IAM_TOKEND_BUILD_DIR selects another one, e.g. to keep a

@@ -74,6 +74,19 @@ TEST(StateFile, EncodesAndDecodesEveryField) {
     EXPECT_EQ(back.iam_expiration, state.iam_expiration);
     EXPECT_EQ(back.access_token, state.access_token);
     EXPECT_EQ(back.refresh_token, state.refresh_token);
+    EXPECT_FALSE(back.uaa_token);
+}
+
+TEST(StateFile, KeepsTheUaaTokenBesideTheIamToken) {
+    SavedState state = saved();
+    state.uaa_token = "uaa-secret";
+    DecodedState decoded = decode_state(encode_state(state));
+    ASSERT_TRUE(decoded.state) << decoded.problem;
+    EXPECT_EQ(decoded.state->uaa_token, "uaa-secret");
+
+    auto restored = restore_state(*decoded.state, now());
+    ASSERT_TRUE(restored.token) << restored.rejected_because;
+    EXPECT_EQ(restored.token->uaa_token, "uaa-secret");
 }
 
 TEST(StateFile, RefusesFilesThatAreNotOurs) {

@@ -13,13 +13,17 @@ Grants accepted on POST /identity/token
     grant_type=password                                 with username, password
 The request needs `Content-Type: application/x-www-form-urlencoded` and
 `Authorization: Basic base64(client_id:client_secret)`. A `response_type`
-containing `uaa` adds `uaa_token` and `uaa_refresh_token` to the reply.
+containing `uaa` adds `uaa_token` and `uaa_refresh_token` to the reply; it
+needs `uaa_client_id` (IAM's UAA client, `cf`) and a `uaa_client_secret`
+field (empty for `cf`) too.
 
 Errors this fake returns (status, errorCode, when). The codes follow IAM's
 BXNIM numbering; those IAM documents are used for what it documents them
 for, the rest are this fake's own choice:
     401 BXNIM0308E  missing or wrong Basic client credentials
-    400 BXNIM0109E  a required form parameter is missing or empty
+    400 BXNIM0109E  a required form parameter is missing or empty (for
+                    a UAA token: uaa_client_id missing or empty, or
+                    uaa_client_secret missing)
     400 BXNIM0110E  Content-Type is not application/x-www-form-urlencoded
     400 BXNIM0103E  unsupported grant_type
     400 BXNIM0415E  API key not accepted ("Provided API key could not be found.")
@@ -41,7 +45,8 @@ Control API (no authentication; same host and port)
                               order: {time, request_id, path, method, grant_type,
                               authorization, content_type, accept, user_agent,
                               has_apikey, has_password, refresh_token_known,
-                              refresh_token_revoked, response_type, status}
+                              refresh_token_revoked, response_type,
+                              uaa_client_id, has_uaa_client_secret, status}
                               (status 0 means the connection was dropped)
     GET  /_control/issued     {"access_tokens": [...], "refresh_tokens": [...],
                                "uaa_tokens": [...],
@@ -103,6 +108,8 @@ Behaviour switches (POST /_control/set); all apply to token requests only:
                     HTTP date this many seconds ahead (wins over retry_after)
     fail_body_bytes null, or pad "html" failure pages to this many bytes
     huge_bytes      the size of the "huge" bad body (default HUGE_BODY_BYTES)
+    omit_uaa        true: replies carry no uaa_token or uaa_refresh_token,
+                    even when response_type asks for them
 More bad_body kinds: "reset" (Content-Length promises more than is sent,
 then the connection is reset), "chunked_unfinished" (a chunked body whose
 last chunk never comes), "cut_in_token" (a complete HTTP reply whose JSON
@@ -199,6 +206,7 @@ def default_behaviour(token_life):
         "retry_after_date_s": None,
         "fail_body_bytes": None,
         "huge_bytes": HUGE_BODY_BYTES,
+        "omit_uaa": False,
     }
 
 
@@ -575,6 +583,8 @@ class TokenHandler(http.server.BaseHTTPRequestHandler):
             "refresh_token_revoked": False,
             "response_type": None,
             "refresh_token_sha256": None,
+            "uaa_client_id": None,
+            "has_uaa_client_secret": False,
             "status": None,
         }
 
@@ -660,6 +670,8 @@ class TokenHandler(http.server.BaseHTTPRequestHandler):
         entry["has_apikey"] = bool(form.get("apikey"))
         entry["has_password"] = bool(form.get("password"))
         entry["response_type"] = form.get("response_type")
+        entry["uaa_client_id"] = form.get("uaa_client_id")
+        entry["has_uaa_client_secret"] = "uaa_client_secret" in form
         if form.get("refresh_token"):
             known, revoked = self.state.refresh_token_state(form["refresh_token"])
             entry["refresh_token_known"] = known
@@ -683,6 +695,11 @@ class TokenHandler(http.server.BaseHTTPRequestHandler):
     def grant(self, form, behaviour):
         grant_type = form["grant_type"]
         with_uaa = "uaa" in (form.get("response_type") or "")
+        if with_uaa and (not form.get("uaa_client_id") or "uaa_client_secret" not in form):
+            raise RequestError(400, "BXNIM0109E",
+                               "Property missing or empty: uaa_client_id or "
+                               "uaa_client_secret.")
+        with_uaa = with_uaa and not behaviour["omit_uaa"]
         if grant_type == APIKEY_GRANT:
             return self.apikey_grant(form, behaviour, with_uaa)
         if grant_type == "refresh_token":
