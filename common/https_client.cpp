@@ -56,7 +56,56 @@ struct Progress {
     std::string peer;          // host:port, for messages
     std::string tls_detail;    // OpenSSL's reason when verification failed
     std::string proxy_problem; // an unusable proxy URL, or the proxy's refusal
+
+    // What the reply's headers said, once they were read.
+    int status = 0;
+    std::string content_type;
+    std::optional<std::uint64_t> content_length;
+    std::optional<std::string> retry_after;
+    // How much of the body had come when the exchange failed, and how it began.
+    std::size_t body_received = 0;
+    std::string body_start;
 };
+
+using ReplyParser = http::response_parser<http::string_body>;
+
+void note_head(const ReplyParser& parser, Progress& progress) {
+    const auto& head = parser.get();
+    progress.status = static_cast<int>(head.result_int());
+    progress.content_type = std::string(head[http::field::content_type]);
+    if (auto length = parser.content_length()) {
+        progress.content_length = *length;
+    }
+    if (auto it = head.find(http::field::retry_after); it != head.end()) {
+        progress.retry_after = std::string(it->value());
+    }
+}
+
+void note_body(const ReplyParser& parser, Progress& progress) {
+    const std::string& body = parser.get().body();
+    progress.body_received = body.size();
+    progress.body_start = body_excerpt(body);
+}
+
+// "; HTTP 502, content type 'text/html', Content-Length 81920, 4096 body
+// bytes received, starting '<html>...'", or nothing before the headers.
+std::string describe_head(const Progress& progress) {
+    if (progress.status == 0) {
+        return {};
+    }
+    std::string text = "; HTTP " + std::to_string(progress.status) + ", content type '" +
+                       printable(progress.content_type, error_field_length) + "'";
+    if (progress.content_length) {
+        text += ", Content-Length " + std::to_string(*progress.content_length);
+    }
+    if (progress.phase == Phase::body) {
+        text += ", " + std::to_string(progress.body_received) + " body bytes received";
+        if (progress.body_received > 0) {
+            text += ", starting '" + progress.body_start + "'";
+        }
+    }
+    return text;
+}
 
 std::chrono::steady_clock::duration to_duration(Seconds seconds) {
     return std::chrono::duration_cast<std::chrono::steady_clock::duration>(seconds);
@@ -247,13 +296,27 @@ exchange(asio::any_io_executor executor, HttpsRequest request, std::shared_ptr<P
 
     progress->phase = Phase::headers;
     boost::beast::flat_buffer buffer;
-    http::response_parser<http::string_body> parser;
+    ReplyParser parser;
     parser.header_limit(max_reply_header);
     parser.body_limit(max_reply_body);
-    co_await http::async_read_header(stream, buffer, parser, use_awaitable);
+    // A Content-Length over the limit fails here, with the head parsed.
+    auto [head_ec, head_bytes] =
+        co_await http::async_read_header(stream, buffer, parser, as_tuple(use_awaitable));
+    if (head_ec == http::error::body_limit) {
+        note_head(parser, *progress);
+    }
+    if (head_ec) {
+        throw boost::system::system_error(head_ec);
+    }
+    note_head(parser, *progress);
 
     progress->phase = Phase::body;
-    co_await http::async_read(stream, buffer, parser, use_awaitable);
+    auto [body_ec, body_bytes] =
+        co_await http::async_read(stream, buffer, parser, as_tuple(use_awaitable));
+    if (body_ec) {
+        note_body(parser, *progress);
+        throw boost::system::system_error(body_ec);
+    }
 
     auto response = parser.release();
     HttpReply reply;
@@ -286,8 +349,16 @@ Failure classify(const boost::system::error_code& ec, const Progress& progress) 
         return failure;
     }
     if (ec == http::error::body_limit) {
-        failure.kind = FailureKind::bad_response;
-        failure.message = "reply body larger than " + std::to_string(max_reply_body) + " bytes";
+        // The head is complete: its status and Retry-After still count.
+        bool success = progress.status >= 200 && progress.status <= 299;
+        failure.kind = success ? FailureKind::bad_response : FailureKind::http;
+        failure.message =
+            "reply body over the limit of " + std::to_string(max_reply_body) + " bytes, not read";
+        failure.http_status = progress.status;
+        if (progress.retry_after) {
+            failure.retry_after =
+                parse_retry_after(*progress.retry_after, std::chrono::system_clock::now());
+        }
         return failure;
     }
     if (ec == http::error::header_limit) {
@@ -328,7 +399,9 @@ guarded_exchange(asio::any_io_executor executor,
     try {
         co_return co_await exchange(std::move(executor), std::move(request), progress);
     } catch (const boost::system::system_error& error) {
-        co_return classify(error.code(), *progress);
+        Failure failure = classify(error.code(), *progress);
+        failure.message += describe_head(*progress);
+        co_return failure;
     } catch (const std::exception& error) {
         Failure failure;
         failure.message =
@@ -352,10 +425,11 @@ https_post(asio::any_io_executor executor, HttpsRequest request) {
     }
     Failure failure;
     failure.kind = FailureKind::timeout;
-    failure.message = fmt::format("request deadline of {:g} s passed while {} ({})",
+    failure.message = fmt::format("request deadline of {:g} s passed while {} ({}){}",
                                   limit.count(),
                                   to_string(progress->phase),
-                                  progress->peer);
+                                  progress->peer,
+                                  describe_head(*progress));
     co_return failure;
 }
 

@@ -10,7 +10,11 @@
 // Lifetimes are measured on the boot-time clock from the moment the request
 // was sent. A token is handed out only while its remaining life is above the
 // profile's `min_valid` (or the client's, when larger), so an expired token
-// is never served, even after a suspend or while IAM is down.
+// is never served, even after a suspend or while IAM is down. Timers run
+// on the monotonic clock, which stops during a suspend, so the refresh loop
+// never sleeps longer than clock_check_interval at a time and compares the
+// two clocks whenever it or a client looks: time the monotonic clock did
+// not see is logged once and the loop acts on the boot-time clock at once.
 //
 // Like everything in the daemon, a source lives on the one io_context
 // thread; nothing here is locked.
@@ -19,6 +23,7 @@
 #include "boot_clock.hpp"
 #include "config.hpp"
 #include "failure.hpp"
+#include "https_client.hpp"
 #include "iam_response.hpp"
 #include "schedule.hpp"
 
@@ -43,6 +48,26 @@ namespace iam_tokend {
 // Client requests for a refresh ("min_valid", POST /v1/refresh) start an
 // attempt at most this often, so clients cannot drive IAM into a loop.
 inline constexpr Seconds min_requested_refresh_interval{5};
+// A new token counts as progress only when it expires at least this much
+// later than the one served; IAM rounds expires_in to whole seconds.
+inline constexpr Seconds min_life_gain{1};
+// The refresh loop re-reads the boot-time clock at least this often.
+inline constexpr Seconds clock_check_interval{10};
+// More boot-time than monotonic progress than this is a suspend, and logged.
+inline constexpr Seconds unaccounted_time_threshold{1};
+
+// Where a source reads the time and how it reaches IAM. The daemon uses the
+// defaults; unit tests put in clocks that jump and an IAM that answers from
+// memory.
+struct SourceEnvironment {
+    using Post = std::function<boost::asio::awaitable<boost::system::result<HttpReply, Failure>>(
+        boost::asio::any_io_executor,
+        HttpsRequest)>;
+
+    BootClock::time_point (*boot_now)() = &BootClock::now;
+    std::chrono::steady_clock::time_point (*steady_now)() = &std::chrono::steady_clock::now;
+    Post post = &https_post;
+};
 
 struct Token {
     std::string access_token;
@@ -71,7 +96,10 @@ std::string_view to_string(SourceState state);
 
 class TokenSource : public std::enable_shared_from_this<TokenSource> {
 public:
-    TokenSource(boost::asio::any_io_executor executor, Profile profile, std::string secret);
+    TokenSource(boost::asio::any_io_executor executor,
+                Profile profile,
+                std::string secret,
+                SourceEnvironment environment = {});
     ~TokenSource();
     TokenSource(const TokenSource&) = delete;
     TokenSource& operator=(const TokenSource&) = delete;
@@ -143,20 +171,28 @@ private:
     boost::asio::awaitable<void> attempt();
     boost::asio::awaitable<std::shared_ptr<const Token>>
     wait_for(Seconds min_valid, Seconds wait, bool want_new);
+    void accept(TokenGrant grant,
+                AttemptGrant kind,
+                BootClock::time_point sent,
+                std::chrono::system_clock::time_point sent_wall);
     void install(TokenGrant grant,
                  BootClock::time_point sent,
                  std::chrono::system_clock::time_point sent_wall);
+    void keep_current(const std::string& why);
     void fail(Failure failure, AttemptGrant grant);
     void request_attempt();
     void wake_waiters();
     void notify(SourceEvent event);
     void log_failure(const Failure& failure, AttemptGrant grant, Reaction reaction);
     Seconds required(Seconds min_valid) const;
+    BootClock::time_point boot_now() const { return environment_.boot_now(); }
+    void check_clocks();
 
     boost::asio::any_io_executor executor_;
     Profile profile_;
     std::string secret_;
     std::mt19937_64 random_;
+    SourceEnvironment environment_;
 
     std::shared_ptr<const Token> token_;
     std::optional<std::string> refresh_token_;
@@ -171,7 +207,11 @@ private:
     bool stopping_ = false;
     bool in_flight_ = false;
     bool expired_warned_ = false;
+    bool no_gain_warned_ = false;
     std::uint64_t attempts_done_ = 0;
+    // Both clocks as last read by check_clocks().
+    BootClock::time_point boot_mark_;
+    std::chrono::steady_clock::time_point steady_mark_;
 
     // Reported in status.
     int consecutive_failures_ = 0;

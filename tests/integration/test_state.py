@@ -21,7 +21,10 @@ SHORT_LIFE_S = 6
 AT_FRACTION = 0.8
 JITTER_FRACTION = 0.05
 MIN_VALID_S = 1
-SCHEDULE_SLACK_S = 0.7
+# A state file keeps `expiration` in whole seconds, so a restored token's
+# remaining life (and with it the refresh time) may be off by up to 1 s,
+# on top of process start-up and polling.
+SCHEDULE_SLACK_S = 1.7
 REFRESH_TIMEOUT_S = 10
 
 
