@@ -218,9 +218,11 @@ std::optional<std::chrono::seconds> parse_retry_after(std::string_view value,
     if (parsed == nullptr || *parsed != '\0') {
         return std::nullopt;
     }
-    auto at = std::chrono::system_clock::from_time_t(timegm(&parts));
-    auto delta = std::chrono::ceil<std::chrono::seconds>(at - now);
-    return std::max(delta, std::chrono::seconds(0));
+    // In whole seconds: a date centuries away does not fit the clock's
+    // nanoseconds.
+    std::int64_t at = timegm(&parts);
+    std::int64_t from = std::chrono::floor<std::chrono::seconds>(now.time_since_epoch()).count();
+    return std::chrono::seconds(std::max<std::int64_t>(at - from, 0));
 }
 
 std::string printable(std::string_view text, std::size_t limit) {

@@ -20,11 +20,19 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace iam_tokend {
 
 // How long a stop waits for replies under way before it ends the loop.
 inline constexpr std::chrono::seconds stop_grace{5};
+// A reload starts this long after the SIGHUP that asks for it; further
+// SIGHUPs until then are served by the same reload.
+inline constexpr std::chrono::milliseconds reload_delay{200};
+
+// Each profile whose secret cannot be loaded, as check-config reports it:
+// `profiles.NAME.KEY: what is wrong`.
+std::vector<std::string> secret_problems(const Config& config);
 
 class Daemon {
 public:
@@ -38,6 +46,7 @@ public:
 private:
     void wait_for_signal();
     void on_signal(int number);
+    void schedule_reload();
     void reload();
     void begin_stop();
     void finish_stop_when_idle();
@@ -58,6 +67,8 @@ private:
     boost::asio::signal_set signals_;
     boost::asio::steady_timer stop_timer_;
     SystemdNotifier systemd_;
+    boost::asio::steady_timer reload_timer_;
+    bool reload_scheduled_ = false;
     std::chrono::steady_clock::time_point stop_deadline_{};
     bool stopping_ = false;
 };

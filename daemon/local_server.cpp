@@ -1,5 +1,6 @@
 #include "local_server.hpp"
 
+#include "local_client.hpp"
 #include "metrics.hpp"
 #include "spawn.hpp"
 
@@ -8,11 +9,11 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core/basic_stream.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/http.hpp>
+#include <boost/beast/http/write.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -20,8 +21,10 @@
 #include <vector>
 
 #include <grp.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 namespace iam_tokend {
@@ -35,6 +38,16 @@ using Protocol = asio::local::stream_protocol;
 
 namespace {
 
+// One read from a client asks for this much room at most.
+constexpr std::size_t read_chunk = 4 * 1024;
+// Closing a Unix socket that holds unread data resets it, and the client
+// may lose the reply sent just before. So before the server closes a
+// connection after a reply, it reads and drops what the client still sends,
+// up to these bounds.
+constexpr std::size_t linger_max_bytes = 64 * 1024;
+constexpr std::chrono::milliseconds linger_timeout{1000};
+// How long the start-up probe of an existing socket waits for an answer.
+constexpr std::chrono::milliseconds probe_timeout{2000};
 // Room for this many supplementary groups at the first try; more take a
 // second call.
 constexpr std::size_t expected_peer_groups = 32;
@@ -43,15 +56,61 @@ std::runtime_error socket_error(const std::string& path, const std::string& what
     return std::runtime_error("socket " + path + ": " + what);
 }
 
-// True when a live process accepts connections on the socket at `path`.
-bool someone_listens(asio::any_io_executor executor, const std::string& path) {
-    Protocol::socket probe(std::move(executor));
-    boost::system::error_code ec;
-    probe.connect(Protocol::endpoint(path), ec);
-    return !ec;
+std::chrono::steady_clock::duration to_steady(Seconds seconds) {
+    return std::chrono::duration_cast<std::chrono::steady_clock::duration>(seconds);
 }
 
-void prepare_path(asio::any_io_executor executor, const std::string& path) {
+// What lstat() found at a path where a socket should be, in words.
+std::string what_is_at(const std::string& path, const struct stat& info) {
+    if (S_ISREG(info.st_mode)) {
+        return "a regular file";
+    }
+    if (S_ISDIR(info.st_mode)) {
+        return "a directory";
+    }
+    if (S_ISLNK(info.st_mode)) {
+        std::error_code ec;
+        auto target = std::filesystem::read_symlink(path, ec);
+        return ec ? "a symbolic link" : "a symbolic link to " + target.string();
+    }
+    if (S_ISFIFO(info.st_mode)) {
+        return "a named pipe";
+    }
+    return "a device file";
+}
+
+// connect() to the socket at `path` without waiting: 0 when someone
+// accepts, else the errno (ECONNREFUSED when nobody listens, EAGAIN when a
+// live listener's queue is full).
+int try_connect(const std::string& path) {
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return errno;
+    }
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
+    int result = ::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address);
+    int error = result == 0 ? 0 : errno;
+    ::close(fd);
+    return error;
+}
+
+// Someone accepts connections on the socket: find out with a real request
+// whether it is an iam-tokend, for the message.
+std::string describe_listener(const std::string& path) {
+    auto reply = local_request(path, "GET", "/v1/health", probe_timeout);
+    if (!reply.error.empty()) {
+        return "a process accepts connections on it but did not answer GET /v1/health (" +
+               reply.error + ")";
+    }
+    return "a server answers on it (GET /v1/health: HTTP " + std::to_string(reply.status) +
+           "), probably another iam-tokend";
+}
+
+// Makes way for the socket: creates its folder, removes a stale socket file
+// nobody listens on, and refuses anything else found at the path.
+void prepare_path(const std::string& path) {
     namespace fs = std::filesystem;
     fs::path folder = fs::path(path).parent_path();
     std::error_code ec;
@@ -65,16 +124,34 @@ void prepare_path(asio::any_io_executor executor, const std::string& path) {
 
     struct stat info {};
     if (lstat(path.c_str(), &info) != 0) {
-        return;
+        if (errno == ENOENT) {
+            return;
+        }
+        throw socket_error(path, std::string("cannot inspect the path: ") + std::strerror(errno));
     }
     if (!S_ISSOCK(info.st_mode)) {
-        throw socket_error(path, "exists and is not a socket; not replacing it");
+        throw socket_error(path,
+                           "there is " + what_is_at(path, info) +
+                               " at this path, not a socket; not replacing it");
     }
-    if (someone_listens(std::move(executor), path)) {
-        throw socket_error(path, "another process is serving on it (is iam-tokend running?)");
+
+    int error = try_connect(path);
+    if (error == 0) {
+        throw socket_error(path, describe_listener(path) + "; not taking it over");
     }
-    spdlog::info("removing stale socket {}", path);
-    unlink(path.c_str());
+    if (error == EAGAIN) {
+        throw socket_error(path, "a live server's queue on it is full; not taking it over");
+    }
+    if (error != ECONNREFUSED) {
+        throw socket_error(path,
+                           std::string("cannot tell whether it is in use: ") +
+                               std::strerror(error) + "; not replacing it");
+    }
+    spdlog::info("removing stale socket {} (nothing listens on it)", path);
+    if (unlink(path.c_str()) != 0) {
+        throw socket_error(path,
+                           std::string("cannot remove the stale socket: ") + std::strerror(errno));
+    }
 }
 
 // The peer's supplementary groups, so that allow.gids also admits a member
@@ -114,20 +191,38 @@ Peer peer_of(Protocol::socket& socket) {
     return peer;
 }
 
-http::response<http::string_body> to_response(LocalReply reply, unsigned version, bool keep_alive) {
-    http::response<http::string_body> response{static_cast<http::status>(reply.status), version};
-    response.set(http::field::server, "iam-tokend");
-    response.set(http::field::content_type, reply.content_type);
-    for (auto& [name, value] : reply.headers) {
-        response.set(name, value);
-    }
-    response.body() = std::move(reply.body);
-    response.keep_alive(keep_alive);
-    response.prepare_payload();
-    return response;
+std::string_view as_view(const beast::flat_buffer& buffer) {
+    auto bytes = buffer.data();
+    return {static_cast<const char*>(bytes.data()), bytes.size()};
 }
 
 } // namespace
+
+std::size_t connection_limit() {
+    rlimit limit{};
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) {
+        return max_connections;
+    }
+    auto descriptors = static_cast<std::size_t>(limit.rlim_cur);
+    std::size_t usable = std::max(descriptors / 2, descriptors - reserved_descriptors);
+    return std::clamp<std::size_t>(usable, 1, max_connections);
+}
+
+// A client connection as the server sees it.
+struct LocalServer::Connection {
+    explicit Connection(Socket client)
+        : socket(std::move(client)),
+          timer(socket.get_executor()),
+          buffer(max_request_header + read_chunk) {}
+
+    Socket socket;
+    asio::steady_timer timer;  // the deadline of the read or write under way
+    beast::flat_buffer buffer; // bytes received and not parsed yet
+    Peer peer;
+    bool waiting = false;
+    std::list<Connection*>::iterator waiting_at;
+    std::chrono::steady_clock::time_point waiting_since;
+};
 
 LocalServer::LocalServer(asio::any_io_executor executor, Router& router, SocketSettings settings)
     : executor_(std::move(executor)),
@@ -135,7 +230,7 @@ LocalServer::LocalServer(asio::any_io_executor executor, Router& router, SocketS
       settings_(std::move(settings)),
       acceptor_(executor_) {
     const std::string& path = settings_.path;
-    prepare_path(executor_, path);
+    prepare_path(path);
 
     std::optional<gid_t> group;
     if (settings_.group) {
@@ -197,6 +292,9 @@ LocalServer::~LocalServer() {
 
 void LocalServer::start() {
     spdlog::info("listening on {}{}", settings_.path, from_systemd_ ? " (passed by systemd)" : "");
+    if (limit_ < max_connections) {
+        spdlog::warn("the open-file limit allows only {} connections at once", limit_);
+    }
     asio::co_spawn(executor_, accept_loop(), log_escape("the listener"));
 }
 
@@ -204,8 +302,10 @@ void LocalServer::stop() {
     stopping_ = true;
     boost::system::error_code ignored;
     acceptor_.close(ignored);
-    for (auto* socket : idle_) {
-        socket->close(ignored);
+    room_.cancel();
+    accept_pause_.cancel();
+    while (!waiting_.empty()) {
+        evict(*waiting_.front());
     }
     remove_socket_file();
 }
@@ -223,88 +323,274 @@ void LocalServer::remove_socket_file() {
 }
 
 asio::awaitable<void> LocalServer::accept_loop() {
+    auto pause = accept_pause_initial;
+    bool failing = false;
     while (!stopping_) {
-        auto [ec, socket] = co_await acceptor_.async_accept(as_tuple(use_awaitable));
-        if (ec == asio::error::operation_aborted || stopping_) {
-            break;
-        }
-        if (ec) {
-            // Out of descriptors, mostly: say so and keep serving the others.
-            spdlog::warn("accept failed: {}", ec.message());
+        if (open_ >= limit_) {
+            co_await make_room();
             continue;
         }
-        asio::co_spawn(executor_, session(std::move(socket)), log_escape("a client connection"));
+        // Said once, until the connections have come down to half the limit.
+        if (open_ <= limit_ / 2) {
+            limit_reached_ = false;
+        }
+
+        auto [ec, socket] = co_await acceptor_.async_accept(as_tuple(use_awaitable));
+        if (stopping_ || ec == asio::error::operation_aborted) {
+            break;
+        }
+        if (!ec) {
+            if (failing) {
+                spdlog::info("accepting connections again");
+            }
+            failing = false;
+            pause = accept_pause_initial;
+            asio::co_spawn(executor_,
+                           session(std::move(socket)),
+                           log_escape("a client connection"));
+            continue;
+        }
+        if (ec == asio::error::connection_aborted) {
+            continue; // the client gave up while it was queued
+        }
+
+        // Mostly out of descriptors (EMFILE, ENFILE) or memory. The client
+        // stays queued, so accepting again at once would fail again at once:
+        // free a descriptor, or else pause.
+        if (!failing) {
+            spdlog::warn("accept failed: {} ({} connections open); closing connections that "
+                         "wait for a request, or pausing",
+                         ec.message(),
+                         open_);
+        }
+        failing = true;
+        if (Connection* longest = evictable()) {
+            evict(*longest);
+            continue;
+        }
+        accept_pause_.expires_after(pause);
+        co_await accept_pause_.async_wait(as_tuple(use_awaitable));
+        pause = std::min(pause * 2, accept_pause_max);
     }
 }
 
+// At the limit: close the connection that has waited longest for a request
+// if it has waited long enough, then wait until some connection has ended.
+asio::awaitable<void> LocalServer::make_room() {
+    if (!limit_reached_) {
+        limit_reached_ = true;
+        spdlog::warn("{} connections open, the limit; closing those that wait longest for a "
+                     "request to let new ones in",
+                     open_);
+    }
+
+    auto wake = std::chrono::steady_clock::time_point::max();
+    if (Connection* longest = evictable()) {
+        evict(*longest);
+    } else if (!waiting_.empty()) {
+        wake = waiting_.front()->waiting_since + min_wait_before_eviction;
+    }
+    room_.expires_at(wake);
+    co_await room_.async_wait(as_tuple(use_awaitable));
+}
+
+LocalServer::Connection* LocalServer::evictable() const {
+    if (waiting_.empty()) {
+        return nullptr;
+    }
+    Connection* longest = waiting_.front();
+    auto waited = std::chrono::steady_clock::now() - longest->waiting_since;
+    return waited >= min_wait_before_eviction ? longest : nullptr;
+}
+
+void LocalServer::start_waiting(Connection& connection) {
+    connection.waiting = true;
+    connection.waiting_since = std::chrono::steady_clock::now();
+    connection.waiting_at = waiting_.insert(waiting_.end(), &connection);
+}
+
+void LocalServer::stop_waiting(Connection& connection) {
+    if (connection.waiting) {
+        waiting_.erase(connection.waiting_at);
+        connection.waiting = false;
+    }
+}
+
+// Closing the socket ends the read the connection is waiting in.
+void LocalServer::evict(Connection& connection) {
+    stop_waiting(connection);
+    boost::system::error_code ignored;
+    connection.socket.close(ignored);
+}
+
 asio::awaitable<void> LocalServer::session(Socket socket) {
-    Peer peer = peer_of(socket);
+    Connection connection(std::move(socket));
+    connection.peer = peer_of(connection.socket);
     OpenConnection counted(metrics_);
-    beast::flat_buffer buffer;
-    boost::system::error_code ec;
+    ++open_;
+    try {
+        co_await serve(connection);
+    } catch (const std::exception& e) {
+        spdlog::error("a client connection failed: {}", e.what());
+    }
+
+    stop_waiting(connection);
+    boost::system::error_code ignored;
+    connection.socket.shutdown(Protocol::socket::shutdown_send, ignored);
+    connection.socket.close(ignored);
+    --open_;
+    room_.cancel();
+}
+
+// Request after request until the client closes, times out, or asks to close.
+asio::awaitable<void> LocalServer::serve(Connection& connection) {
+    // A new client owes its request at once; between requests it may idle.
+    auto first_byte_within = to_steady(settings_.request_timeout);
 
     while (!stopping_) {
-        http::request_parser<http::string_body> parser;
-        parser.header_limit(max_request_header);
-        parser.body_limit(max_request_body);
-
-        // Waiting for a request (and reading it) is bounded by one timer.
-        asio::steady_timer idle(executor_, idle_connection_timeout);
-        auto position = idle_.insert(idle_.end(), &socket);
-        auto outcome =
-            co_await (http::async_read(socket, buffer, parser, as_tuple(use_awaitable)) ||
-                      idle.async_wait(use_awaitable));
-        idle_.erase(position);
-        if (outcome.index() == 1) {
-            break;
+        RequestReader reader;
+        Received received = co_await receive(connection, reader, first_byte_within);
+        if (received == Received::nothing) {
+            co_return;
         }
-        auto [read_ec, bytes] = std::get<0>(outcome);
-
-        if (read_ec) {
-            LocalReply reply;
-            if (read_ec == http::error::header_limit) {
-                reply = Router::error(431, "headers_too_large", "request headers are too large");
-            } else if (read_ec == http::error::body_limit) {
-                reply = Router::error(413, "body_too_large", "request body is too large");
-            } else if (read_ec.category() == make_error_code(http::error::bad_method).category() &&
-                       read_ec != http::error::end_of_stream &&
-                       read_ec != http::error::partial_message) {
-                reply = Router::error(400, "bad_request", "malformed HTTP request");
-            } else {
-                break; // the client went away, or the connection timed out
+        if (received == Received::malformed) {
+            LocalReply refusal = reader.refusal();
+            count_request(Route::unparsed, refusal.status);
+            if (co_await send(connection,
+                              to_response(std::move(refusal), reader.version(), false))) {
+                co_await linger(connection);
             }
-            if (metrics_ != nullptr) {
-                metrics_->count_request(Route::unparsed, reply.status);
-            }
-            co_await http::async_write(socket,
-                                       to_response(std::move(reply), 11, false),
-                                       as_tuple(use_awaitable));
-            break;
+            co_return;
         }
 
         ++busy_;
-        auto request = parser.release();
-        bool keep_alive = request.keep_alive();
-        LocalRequest local{std::string(request.method_string()), std::string(request.target())};
-        LocalReply reply;
-        try {
-            reply = co_await router_.handle(std::move(local), peer);
-        } catch (const std::exception& e) {
-            spdlog::error("internal error answering {}: {}", request.target(), e.what());
-            reply = Router::error(500, "internal_error", "internal error");
-        }
-        if (metrics_ != nullptr) {
-            metrics_->count_request(route_of(request.target()), reply.status);
-        }
-        auto response = to_response(std::move(reply), request.version(), keep_alive && !stopping_);
-        auto [write_ec, written] =
-            co_await http::async_write(socket, response, as_tuple(use_awaitable));
+        LocalRequest request = reader.request();
+        Route route = route_of(request.target);
+        LocalReply reply = co_await answer(std::move(request), connection.peer);
+        count_request(route, reply.status);
+        bool keep_alive = reader.keep_alive() && !stopping_;
+        bool sent =
+            co_await send(connection, to_response(std::move(reply), reader.version(), keep_alive));
         --busy_;
-        if (write_ec || !response.keep_alive()) {
-            break;
+        if (!sent) {
+            co_return;
         }
+        if (!keep_alive) {
+            co_await linger(connection);
+            co_return;
+        }
+        first_byte_within = to_steady(settings_.idle_timeout);
     }
-    socket.shutdown(Protocol::socket::shutdown_send, ec);
+}
+
+// Reads until `reader` holds a whole request or has refused one. The first
+// byte may take `first_byte_within`; from then on the rest of the request
+// gets request_timeout. Bytes of a pipelined next request stay buffered.
+asio::awaitable<LocalServer::Received>
+LocalServer::receive(Connection& connection,
+                     RequestReader& reader,
+                     std::chrono::steady_clock::duration first_byte_within) {
+    auto& buffer = connection.buffer;
+    auto request_timeout = to_steady(settings_.request_timeout);
+    auto deadline = std::chrono::steady_clock::now() +
+                    (buffer.size() > 0 ? request_timeout : first_byte_within);
+    start_waiting(connection);
+
+    for (;;) {
+        if (buffer.size() > 0) {
+            buffer.consume(reader.feed(as_view(buffer)));
+            if (reader.state() != RequestReader::State::reading) {
+                break;
+            }
+        }
+        // The reader refuses a header before it could fill the buffer.
+        std::size_t room = std::min(read_chunk, buffer.max_size() - buffer.size());
+        if (room == 0) {
+            stop_waiting(connection);
+            co_return Received::nothing;
+        }
+
+        connection.timer.expires_at(deadline);
+        auto outcome = co_await (
+            connection.socket.async_read_some(buffer.prepare(room), as_tuple(use_awaitable)) ||
+            connection.timer.async_wait(as_tuple(use_awaitable)));
+        if (outcome.index() == 1) {
+            spdlog::debug("closing a client connection: no complete request in time");
+            stop_waiting(connection);
+            co_return Received::nothing;
+        }
+        auto [ec, bytes] = std::get<0>(outcome);
+        if (ec) {
+            // Closed, reset, evicted, or the server is stopping.
+            spdlog::debug("closing a client connection: {}", ec.message());
+            stop_waiting(connection);
+            co_return Received::nothing;
+        }
+        if (buffer.size() == 0) {
+            deadline = std::chrono::steady_clock::now() + request_timeout;
+        }
+        buffer.commit(bytes);
+    }
+
+    stop_waiting(connection);
+    co_return reader.state() == RequestReader::State::complete ? Received::request
+                                                               : Received::malformed;
+}
+
+// Writes the response, unless the client does not take it within
+// request_timeout; false when it could not be written whole.
+asio::awaitable<bool> LocalServer::send(Connection& connection, HttpResponse response) {
+    connection.timer.expires_after(to_steady(settings_.request_timeout));
+    auto outcome =
+        co_await (http::async_write(connection.socket, response, as_tuple(use_awaitable)) ||
+                  connection.timer.async_wait(as_tuple(use_awaitable)));
+    if (outcome.index() == 1) {
+        spdlog::debug("closing a client connection: it did not take its reply in time");
+        co_return false;
+    }
+    boost::system::error_code ec = std::get<0>(std::get<0>(outcome));
+    co_return !ec;
+}
+
+// Ends the connection after a reply: says so to the client, then drops
+// what it still sends until it closes its side (within the linger bounds).
+asio::awaitable<void> LocalServer::linger(Connection& connection) {
+    boost::system::error_code ignored;
+    connection.socket.shutdown(Protocol::socket::shutdown_send, ignored);
+    connection.buffer.clear();
+    connection.timer.expires_after(linger_timeout);
+
+    std::size_t dropped = 0;
+    while (dropped < linger_max_bytes) {
+        auto outcome =
+            co_await (connection.socket.async_read_some(connection.buffer.prepare(read_chunk),
+                                                        as_tuple(use_awaitable)) ||
+                      connection.timer.async_wait(as_tuple(use_awaitable)));
+        if (outcome.index() == 1) {
+            co_return;
+        }
+        auto [ec, bytes] = std::get<0>(outcome);
+        if (ec) {
+            co_return; // end of stream: the client has closed its side
+        }
+        dropped += bytes;
+    }
+}
+
+void LocalServer::count_request(Route route, unsigned status) {
+    if (metrics_ != nullptr) {
+        metrics_->count_request(route, status);
+    }
+}
+
+asio::awaitable<LocalReply> LocalServer::answer(LocalRequest request, Peer peer) {
+    std::string target = request.target;
+    try {
+        co_return co_await router_.handle(std::move(request), peer);
+    } catch (const std::exception& e) {
+        spdlog::error("internal error answering {}: {}", target, e.what());
+    }
+    co_return Router::error(500, "internal_error", "internal error");
 }
 
 } // namespace iam_tokend

@@ -5,13 +5,14 @@
 #include "daemon.hpp"
 #include "local_client.hpp"
 #include "log.hpp"
-#include "secret.hpp"
 
 #include <boost/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <csignal>
 #include <cstdlib>
 #include <iostream>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <string>
@@ -133,6 +134,8 @@ bool allowed_options(const Arguments& args, const std::vector<std::string>& know
 }
 
 int command_run(const Arguments& args) {
+    // Until the daemon handles SIGHUP (a reload), one must not end it.
+    std::signal(SIGHUP, SIG_IGN);
     std::string path = option(args, "--config").value_or(default_config_path);
     auto loaded = load_config(path);
     if (!loaded.config) {
@@ -160,13 +163,7 @@ int command_check_config(const Arguments& args) {
     auto loaded = load_config(*path);
     std::vector<std::string> problems = loaded.problems;
     if (loaded.config) {
-        for (const auto& [name, profile] : loaded.config->profiles) {
-            auto secret = load_secret(profile.secret);
-            if (!secret.ok()) {
-                problems.push_back("profiles." + name + "." + profile.secret.key + ": " +
-                                   secret.error);
-            }
-        }
+        std::ranges::move(secret_problems(*loaded.config), std::back_inserter(problems));
     }
     for (const auto& problem : problems) {
         std::cerr << *path << ": " << problem << "\n";

@@ -244,11 +244,13 @@ DecodedState decode_state(std::string_view text) {
 
 std::string credential_identity(const Profile& profile, std::string_view secret) {
     std::string material = "iam-tokend state identity 1\n";
+    // Held here: a temporary in the list below would be gone before the loop.
+    std::string username = profile.username.value_or("");
     for (std::string_view part :
          {std::string_view(profile.iam_url),
           std::string_view(profile.client_id),
           std::string_view(profile.grant == Grant::password ? "password" : "apikey"),
-          std::string_view(profile.username.value_or("")),
+          std::string_view(username),
           std::string_view(profile.response_type),
           secret}) {
         material += std::to_string(part.size()) + ":";

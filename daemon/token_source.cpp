@@ -140,6 +140,12 @@ bool TokenSource::adopt(std::optional<Token> token, std::optional<std::string> r
     return true;
 }
 
+void TokenSource::serve_meanwhile(const TokenSource& previous) {
+    if (!token_) {
+        token_ = previous.token_;
+    }
+}
+
 void TokenSource::stop() {
     stopping_ = true;
     wakeup_.cancel();

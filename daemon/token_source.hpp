@@ -117,6 +117,14 @@ public:
     // which still spares the first attempt an API-key login.
     bool adopt(std::optional<Token> token, std::optional<std::string> refresh_token);
 
+    // Called before start() when a reload replaces `previous` (the profile's
+    // settings or secret changed) and no saved token was adopted: the old
+    // token, while servable, is served until this source's own first login,
+    // which starts at once. A first token that does not outlive the old one
+    // is treated like any token that brings no progress (the old one stays,
+    // retried with backoff).
+    void serve_meanwhile(const TokenSource& previous);
+
     // Starts the refresh loop; stop() ends it and releases every waiter.
     void start();
     void stop();

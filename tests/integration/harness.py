@@ -21,6 +21,8 @@ import copy
 import http.client
 import json
 import os
+import re
+import resource
 import shutil
 import signal
 import socket
@@ -46,6 +48,9 @@ CLIENT_TIMEOUT_S = 15.0
 ERROR_TIMEOUT_S = 5.0
 POLL_INTERVAL_S = 0.05
 LOG_TAIL_LINES = 60
+
+# How AddressSanitizer, LeakSanitizer and UBSan start their reports.
+SANITIZER_REPORT = re.compile(r"(ERROR: \w*Sanitizer|SUMMARY: \w*Sanitizer|runtime error: )")
 
 BASIC_BX = "Basic " + base64.b64encode(b"bx:bx").decode()
 FORM_TYPE = "application/x-www-form-urlencoded"
@@ -306,8 +311,9 @@ class Daemon:
             json.dump(config, f, indent=2)
         return config
 
-    def start(self, wait_for_socket=True, env=None):
-        self.proc = start_process([self.binary, "run", "-c", self.config_path],
+    def start(self, wait_for_socket=True, env=None, prefix=()):
+        """prefix: a command that runs the daemon, e.g. ("prlimit", "--nofile=64")."""
+        self.proc = start_process([*prefix, self.binary, "run", "-c", self.config_path],
                                   self.log_path, env)
         if wait_for_socket:
             self.wait_for_socket()
@@ -381,6 +387,82 @@ def header_value(head, name):
         if key.strip().lower() == name.lower():
             return value.strip()
     return None
+
+
+# --- raw clients and process figures ---------------------------------------
+
+
+def raw_connect(socket_path, timeout=CLIENT_TIMEOUT_S):
+    """A plain connected Unix socket, for clients that misbehave on purpose."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(socket_path)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def read_until_closed(sock, limit=1 << 22):
+    """Everything the peer sends until it closes (or `limit` bytes)."""
+    chunks, size = [], 0
+    while size < limit:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def raw_exchange(socket_path, data, timeout=CLIENT_TIMEOUT_S):
+    """Sends raw bytes on a new connection, half-closes it, and returns every
+    byte the daemon sent back before it closed the connection."""
+    with raw_connect(socket_path, timeout) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        return read_until_closed(sock)
+
+
+def split_responses(data):
+    """Parses HTTP responses sent one after another into Reply objects."""
+    replies = []
+    while data:
+        head, sep, rest = data.partition(b"\r\n\r\n")
+        if not sep:
+            raise AssertionError(f"a response without the end of its header: {data[:200]!r}")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", "0"))
+        replies.append(Reply(status, headers, rest[:length]))
+        data = rest[length:]
+    return replies
+
+
+def open_fds(pid):
+    """How many file descriptors the process has open."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def cpu_seconds(pid):
+    """User plus system CPU time the process has used so far."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # utime and stime are the 14th and 15th fields; fields[0] is the 3rd.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def raise_own_fd_limit():
+    """Lets the test process open as many sockets as its hard limit allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
 
 
 # --- the test base ---------------------------------------------------------
@@ -465,6 +547,18 @@ class IntegrationTest(unittest.TestCase):
     def stop_daemon_and_check(self):
         self.daemon.stop()
         self.check_no_secrets_logged()
+        self.check_no_sanitizer_report()
+
+    def check_no_sanitizer_report(self, text=None, where=None):
+        """Fails if AddressSanitizer, LeakSanitizer or UBSan reported anything
+        (in the daemon's log unless given): the suite also runs against a
+        sanitizer build, whose reports go to stderr."""
+        if text is None:
+            text, where = self.daemon.read_log(), self.daemon.log_path
+        found = SANITIZER_REPORT.search(text)
+        if found:
+            start = max(0, found.start() - 200)
+            raise AssertionError(f"sanitizer report in {where}:\n{text[start:start + 2000]}")
 
     def secrets_in_use(self):
         """(name, value) of every secret the daemon has seen: the API key, and
