@@ -260,7 +260,8 @@ constexpr SecretKeys password_keys{"password_file",
 
 constexpr auto top_keys = std::to_array<std::string_view>(
     {"socket", "log", "state_dir", "startup_timeout_s", "default_profile", "profiles"});
-constexpr auto socket_keys = std::to_array<std::string_view>({"path", "mode", "group"});
+constexpr auto socket_keys = std::to_array<std::string_view>(
+    {"path", "mode", "group", "request_timeout_s", "idle_timeout_s"});
 constexpr auto log_keys = std::to_array<std::string_view>({"level", "format"});
 constexpr auto profile_keys = std::to_array<std::string_view>({"iam_url",
                                                                "grant",
@@ -631,6 +632,8 @@ void Validator::read_socket(const Section& root, SocketSettings& socket) {
     read_path(*s, "path", socket.path);
     read_mode(*s, "mode", socket.mode);
     read_optional(*s, "group", socket.group);
+    read_seconds(*s, "request_timeout_s", socket.request_timeout, Zero::refused);
+    read_seconds(*s, "idle_timeout_s", socket.idle_timeout, Zero::refused);
 }
 
 void Validator::read_log(const Section& root, LogSettings& log) {

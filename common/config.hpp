@@ -88,6 +88,11 @@ struct SocketSettings {
     std::string path = "/run/iam-tokend/tokend.sock";
     mode_t mode = 0660;
     std::optional<std::string> group;
+    // A client has this long to send a whole request (from its first byte,
+    // or from connecting) and as long again to take the reply.
+    Seconds request_timeout{10};
+    // A kept-alive connection with no new request for this long is closed.
+    Seconds idle_timeout{60};
 
     bool operator==(const SocketSettings&) const = default;
 };

@@ -26,7 +26,7 @@ using namespace asio::experimental::awaitable_operators;
 
 namespace {
 
-enum class Phase { trust_store, resolve, connect, handshake, send, headers, body };
+enum class Phase { trust_store, resolve, connect, tunnel, handshake, send, headers, body };
 
 std::string_view to_string(Phase phase) {
     switch (phase) {
@@ -36,6 +36,8 @@ std::string_view to_string(Phase phase) {
         return "resolving the host";
     case Phase::connect:
         return "connecting";
+    case Phase::tunnel:
+        return "opening the tunnel through the proxy";
     case Phase::handshake:
         return "the TLS handshake";
     case Phase::send:
@@ -51,9 +53,59 @@ std::string_view to_string(Phase phase) {
 // What an exchange has got to, shared with the caller that may time it out.
 struct Progress {
     Phase phase = Phase::trust_store;
-    std::string peer;       // host:port, for messages
-    std::string tls_detail; // OpenSSL's reason when verification failed
+    std::string peer;          // host:port, for messages
+    std::string tls_detail;    // OpenSSL's reason when verification failed
+    std::string proxy_problem; // an unusable proxy URL, or the proxy's refusal
+
+    // What the reply's headers said, once they were read.
+    int status = 0;
+    std::string content_type;
+    std::optional<std::uint64_t> content_length;
+    std::optional<std::string> retry_after;
+    // How much of the body had come when the exchange failed, and how it began.
+    std::size_t body_received = 0;
+    std::string body_start;
 };
+
+using ReplyParser = http::response_parser<http::string_body>;
+
+void note_head(const ReplyParser& parser, Progress& progress) {
+    const auto& head = parser.get();
+    progress.status = static_cast<int>(head.result_int());
+    progress.content_type = std::string(head[http::field::content_type]);
+    if (auto length = parser.content_length()) {
+        progress.content_length = *length;
+    }
+    if (auto it = head.find(http::field::retry_after); it != head.end()) {
+        progress.retry_after = std::string(it->value());
+    }
+}
+
+void note_body(const ReplyParser& parser, Progress& progress) {
+    const std::string& body = parser.get().body();
+    progress.body_received = body.size();
+    progress.body_start = body_excerpt(body);
+}
+
+// "; HTTP 502, content type 'text/html', Content-Length 81920, 4096 body
+// bytes received, starting '<html>...'", or nothing before the headers.
+std::string describe_head(const Progress& progress) {
+    if (progress.status == 0) {
+        return {};
+    }
+    std::string text = "; HTTP " + std::to_string(progress.status) + ", content type '" +
+                       printable(progress.content_type, error_field_length) + "'";
+    if (progress.content_length) {
+        text += ", Content-Length " + std::to_string(*progress.content_length);
+    }
+    if (progress.phase == Phase::body) {
+        text += ", " + std::to_string(progress.body_received) + " body bytes received";
+        if (progress.body_received > 0) {
+            text += ", starting '" + progress.body_start + "'";
+        }
+    }
+    return text;
+}
 
 std::chrono::steady_clock::duration to_duration(Seconds seconds) {
     return std::chrono::duration_cast<std::chrono::steady_clock::duration>(seconds);
@@ -95,12 +147,95 @@ asio::awaitable<boost::system::error_code> connect(asio::any_io_executor executo
     co_return connect_ec;
 }
 
+// "host:port" as CONNECT and Host want it, with brackets around IPv6.
+std::string authority(const std::string& host, const std::string& port) {
+    bool v6 = host.find(':') != std::string::npos;
+    return (v6 ? "[" + host + "]" : host) + ":" + port;
+}
+
+// Asks the proxy, already connected on `socket`, for a tunnel to `target`
+// (host:port). Any answer but 2xx is an error, and the answer is kept in
+// `progress` for the message. Credentials go in the request only.
+asio::awaitable<boost::system::error_code> open_tunnel(tcp::socket& socket,
+                                                       std::string target,
+                                                       std::string proxy_name,
+                                                       std::optional<std::string> authorization,
+                                                       std::shared_ptr<Progress> progress) {
+    http::request<http::empty_body> request{http::verb::connect, target, 11};
+    request.set(http::field::host, target);
+    request.set(http::field::user_agent, "iam-tokend/" IAM_TOKEND_VERSION);
+    if (authorization) {
+        request.set(http::field::proxy_authorization, *authorization);
+    }
+    auto [write_ec, written] = co_await http::async_write(socket, request, as_tuple(use_awaitable));
+    if (write_ec) {
+        co_return write_ec;
+    }
+
+    boost::beast::flat_buffer buffer;
+    http::response_parser<http::empty_body> parser;
+    parser.header_limit(max_reply_header);
+    parser.skip(true); // a 2xx answer to CONNECT has no body: the tunnel follows it
+    auto [read_ec, read] =
+        co_await http::async_read_header(socket, buffer, parser, as_tuple(use_awaitable));
+    if (read_ec) {
+        co_return read_ec;
+    }
+
+    const auto& answer = parser.get();
+    std::string refused = "proxy " + proxy_name + " would not open a tunnel to " + target + ": ";
+    if (answer.result_int() / 100 != 2) {
+        progress->proxy_problem = refused + "HTTP " + std::to_string(answer.result_int()) + " " +
+                                  printable(answer.reason(), error_field_length);
+        co_return asio::error::connection_refused;
+    }
+    if (buffer.size() != 0) {
+        // TLS starts with our ClientHello; a proxy speaking first is broken.
+        progress->proxy_problem = refused + "it sent data after its answer";
+        co_return asio::error::connection_refused;
+    }
+    co_return boost::system::error_code{};
+}
+
+// Connects `socket` to IAM's `host` and `port`, directly or through a
+// tunnel opened by `proxy`.
+asio::awaitable<boost::system::error_code> open_connection(asio::any_io_executor executor,
+                                                           tcp::socket& socket,
+                                                           std::string host,
+                                                           std::string port,
+                                                           std::optional<ProxyEndpoint> proxy,
+                                                           std::shared_ptr<Progress> progress) {
+    if (!proxy) {
+        co_return co_await connect(executor, socket, host, port, progress);
+    }
+
+    std::string target = authority(host, port);
+    progress->peer = "proxy " + proxy->name();
+    auto ec = co_await connect(executor, socket, proxy->host, proxy->port, progress);
+    if (ec) {
+        co_return ec;
+    }
+    progress->phase = Phase::tunnel;
+    progress->peer = target + " via proxy " + proxy->name();
+    co_return co_await open_tunnel(socket, target, proxy->name(), proxy->authorization, progress);
+}
+
 asio::awaitable<HttpReply>
 exchange(asio::any_io_executor executor, HttpsRequest request, std::shared_ptr<Progress> progress) {
     auto url = boost::urls::parse_uri(request.url).value();
     std::string host = url.host_address();
     std::string port = url.has_port() ? std::string(url.port()) : "443";
-    progress->peer = host + ":" + port;
+    progress->peer = authority(host, port);
+
+    std::optional<ProxyEndpoint> proxy;
+    if (request.proxy) {
+        auto parsed = parse_proxy(*request.proxy);
+        if (!parsed) {
+            progress->proxy_problem = "cannot use the proxy: " + parsed.error();
+            throw boost::system::system_error(asio::error::invalid_argument);
+        }
+        proxy = std::move(*parsed);
+    }
 
     ssl::context context = make_tls_context(request.ca_file);
     progress->phase = Phase::resolve;
@@ -115,12 +250,13 @@ exchange(asio::any_io_executor executor, HttpsRequest request, std::shared_ptr<P
     }
     stream.set_verify_callback(ssl::host_name_verification(host));
 
-    // Resolving and connecting share the connect deadline. (Asio's `||`
-    // waits for the first *success*, so the raced coroutine returns its
-    // error instead of throwing it.)
+    // Resolving, connecting and opening a proxy's tunnel share the connect
+    // deadline. (Asio's `||` waits for the first *success*, so the raced
+    // coroutine returns its error instead of throwing it.)
     asio::steady_timer connect_deadline(executor, to_duration(request.timeouts.connect));
-    auto connected = co_await (connect(executor, stream.next_layer(), host, port, progress) ||
-                               connect_deadline.async_wait(use_awaitable));
+    auto connected = co_await (
+        open_connection(executor, stream.next_layer(), host, port, std::move(proxy), progress) ||
+        connect_deadline.async_wait(use_awaitable));
     if (connected.index() == 1) {
         throw boost::system::system_error(asio::error::timed_out);
     }
@@ -160,13 +296,27 @@ exchange(asio::any_io_executor executor, HttpsRequest request, std::shared_ptr<P
 
     progress->phase = Phase::headers;
     boost::beast::flat_buffer buffer;
-    http::response_parser<http::string_body> parser;
+    ReplyParser parser;
     parser.header_limit(max_reply_header);
     parser.body_limit(max_reply_body);
-    co_await http::async_read_header(stream, buffer, parser, use_awaitable);
+    // A Content-Length over the limit fails here, with the head parsed.
+    auto [head_ec, head_bytes] =
+        co_await http::async_read_header(stream, buffer, parser, as_tuple(use_awaitable));
+    if (head_ec == http::error::body_limit) {
+        note_head(parser, *progress);
+    }
+    if (head_ec) {
+        throw boost::system::system_error(head_ec);
+    }
+    note_head(parser, *progress);
 
     progress->phase = Phase::body;
-    co_await http::async_read(stream, buffer, parser, use_awaitable);
+    auto [body_ec, body_bytes] =
+        co_await http::async_read(stream, buffer, parser, as_tuple(use_awaitable));
+    if (body_ec) {
+        note_body(parser, *progress);
+        throw boost::system::system_error(body_ec);
+    }
 
     auto response = parser.release();
     HttpReply reply;
@@ -183,6 +333,11 @@ Failure classify(const boost::system::error_code& ec, const Progress& progress) 
     Failure failure;
     std::string where = std::string(to_string(progress.phase)) + " (" + progress.peer + ")";
 
+    if (!progress.proxy_problem.empty()) {
+        failure.kind = FailureKind::network;
+        failure.message = progress.proxy_problem;
+        return failure;
+    }
     if (progress.phase == Phase::trust_store) {
         failure.kind = FailureKind::tls;
         failure.message = "cannot load the trust store: " + ec.message();
@@ -194,8 +349,16 @@ Failure classify(const boost::system::error_code& ec, const Progress& progress) 
         return failure;
     }
     if (ec == http::error::body_limit) {
-        failure.kind = FailureKind::bad_response;
-        failure.message = "reply body larger than " + std::to_string(max_reply_body) + " bytes";
+        // The head is complete: its status and Retry-After still count.
+        bool success = progress.status >= 200 && progress.status <= 299;
+        failure.kind = success ? FailureKind::bad_response : FailureKind::http;
+        failure.message =
+            "reply body over the limit of " + std::to_string(max_reply_body) + " bytes, not read";
+        failure.http_status = progress.status;
+        if (progress.retry_after) {
+            failure.retry_after =
+                parse_retry_after(*progress.retry_after, std::chrono::system_clock::now());
+        }
         return failure;
     }
     if (ec == http::error::header_limit) {
@@ -236,7 +399,9 @@ guarded_exchange(asio::any_io_executor executor,
     try {
         co_return co_await exchange(std::move(executor), std::move(request), progress);
     } catch (const boost::system::system_error& error) {
-        co_return classify(error.code(), *progress);
+        Failure failure = classify(error.code(), *progress);
+        failure.message += describe_head(*progress);
+        co_return failure;
     } catch (const std::exception& error) {
         Failure failure;
         failure.message =
@@ -260,10 +425,11 @@ https_post(asio::any_io_executor executor, HttpsRequest request) {
     }
     Failure failure;
     failure.kind = FailureKind::timeout;
-    failure.message = fmt::format("request deadline of {:g} s passed while {} ({})",
+    failure.message = fmt::format("request deadline of {:g} s passed while {} ({}){}",
                                   limit.count(),
                                   to_string(progress->phase),
-                                  progress->peer);
+                                  progress->peer,
+                                  describe_head(*progress));
     co_return failure;
 }
 

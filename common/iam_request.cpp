@@ -22,6 +22,7 @@ HttpsRequest base_request(const Profile& profile, std::string body) {
     request.url = profile.iam_url;
     request.ca_file = profile.ca_file;
     request.timeouts = profile.timeouts;
+    request.proxy = choose_proxy(profile.iam_url, profile.proxy, process_environment());
     request.headers = {
         {"Content-Type", "application/x-www-form-urlencoded"},
         {"Accept", "application/json"},
@@ -31,7 +32,21 @@ HttpsRequest base_request(const Profile& profile, std::string body) {
     return request;
 }
 
+// `response_type`, and with a UAA token asked for, the UAA client: IAM's
+// "cf" client with an empty secret.
+std::string response_type_fields(const Profile& profile) {
+    std::string fields = "&response_type=" + form_escape(profile.response_type);
+    if (wants_uaa(profile)) {
+        fields += "&uaa_client_id=" + form_escape(uaa_client_id) + "&uaa_client_secret=";
+    }
+    return fields;
+}
+
 } // namespace
+
+bool wants_uaa(const Profile& profile) {
+    return profile.response_type.find("uaa") != std::string::npos;
+}
 
 std::string form_escape(std::string_view value) {
     constexpr std::string_view hex = "0123456789ABCDEF";
@@ -67,12 +82,15 @@ HttpsRequest login_request(const Profile& profile, std::string_view secret) {
     } else {
         body = "grant_type=" + form_escape(apikey_grant_type) + "&apikey=" + form_escape(secret);
     }
-    body += "&response_type=" + form_escape(profile.response_type);
+    body += response_type_fields(profile);
     return base_request(profile, std::move(body));
 }
 
 HttpsRequest refresh_request(const Profile& profile, std::string_view refresh_token) {
     std::string body = "grant_type=refresh_token&refresh_token=" + form_escape(refresh_token);
+    if (wants_uaa(profile)) {
+        body += response_type_fields(profile); // so the UAA token is renewed too
+    }
     return base_request(profile, std::move(body));
 }
 

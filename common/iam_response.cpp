@@ -73,7 +73,7 @@ boost::system::result<std::chrono::seconds, std::string> read_expires_in(const j
         std::int64_t parsed = 0;
         auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), parsed);
         if (ec != std::errc() || end != text.data() + text.size() || text.empty()) {
-            return std::string("expires_in is a string that is not a whole number");
+            return std::string("expires_in has JSON type string but is not a whole number");
         }
         seconds = static_cast<double>(parsed);
     } else {
@@ -83,9 +83,31 @@ boost::system::result<std::chrono::seconds, std::string> read_expires_in(const j
 
     if (!std::isfinite(seconds) || seconds < static_cast<double>(min_expires_in.count()) ||
         seconds > static_cast<double>(max_expires_in.count())) {
-        return "expires_in " + json::serialize(*value) + " is outside 1 s .. 7 days";
+        return "expires_in " + json::serialize(*value) + " (JSON type " +
+               std::string(json_type_name(*value)) + ") is outside 1 s .. 7 days";
     }
     return std::chrono::seconds(static_cast<std::int64_t>(seconds));
+}
+
+// Why the grant holds a token too long to keep, or nullopt. Tokens are
+// never cut short: a cut token would only be refused by the API it is for.
+std::optional<std::string> oversized_token(const TokenGrant& grant) {
+    auto size_of = [](const std::optional<std::string>& token) {
+        return token ? token->size() : std::size_t{0};
+    };
+    const std::pair<std::string_view, std::size_t> sizes[] = {
+        {"access_token", grant.access_token.size()},
+        {"refresh_token", size_of(grant.refresh_token)},
+        {"uaa_token", size_of(grant.uaa_token)},
+        {"uaa_refresh_token", size_of(grant.uaa_refresh_token)},
+    };
+    for (auto [field, size] : sizes) {
+        if (size > max_token_size) {
+            return std::string(field) + " is " + std::to_string(size) +
+                   " bytes, over the limit of " + std::to_string(max_token_size) + " bytes";
+        }
+    }
+    return std::nullopt;
 }
 
 std::string describe_unexpected(const HttpReply& reply) {
@@ -138,6 +160,9 @@ boost::system::result<TokenGrant, Failure> parse_token_reply(const HttpReply& re
     }
     grant.uaa_token = optional_string(object, "uaa_token");
     grant.uaa_refresh_token = optional_string(object, "uaa_refresh_token");
+    if (auto problem = oversized_token(grant)) {
+        return bad_reply(reply, std::move(*problem));
+    }
     return grant;
 }
 
@@ -193,9 +218,11 @@ std::optional<std::chrono::seconds> parse_retry_after(std::string_view value,
     if (parsed == nullptr || *parsed != '\0') {
         return std::nullopt;
     }
-    auto at = std::chrono::system_clock::from_time_t(timegm(&parts));
-    auto delta = std::chrono::ceil<std::chrono::seconds>(at - now);
-    return std::max(delta, std::chrono::seconds(0));
+    // In whole seconds: a date centuries away does not fit the clock's
+    // nanoseconds.
+    std::int64_t at = timegm(&parts);
+    std::int64_t from = std::chrono::floor<std::chrono::seconds>(now.time_since_epoch()).count();
+    return std::chrono::seconds(std::max<std::int64_t>(at - from, 0));
 }
 
 std::string printable(std::string_view text, std::size_t limit) {

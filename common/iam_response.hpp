@@ -23,6 +23,11 @@ namespace iam_tokend {
 inline constexpr std::chrono::seconds min_expires_in{1};
 inline constexpr std::chrono::seconds max_expires_in{7 * 24 * 3600};
 
+// The longest token (access, refresh or UAA) a reply may carry; a longer
+// one makes the reply an error. IAM's tokens are a few kilobytes; this
+// leaves room for tokens that carry many claims.
+inline constexpr std::size_t max_token_size = 64 * 1024;
+
 // How much of an unexpected body a log line may quote, after cleaning.
 inline constexpr std::size_t body_excerpt_length = 80;
 // How much of IAM's errorMessage, errorCode and requestId is kept.

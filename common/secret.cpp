@@ -7,7 +7,9 @@
 // secret.
 #include "secret.hpp"
 
+#include <array>
 #include <cerrno>
+#include <charconv>
 #include <cstdlib>
 #include <cstring>
 
@@ -83,18 +85,40 @@ private:
     int fd_;
 };
 
+// Which permission bits make a secret file unusable. A key file of the
+// operator's must be private to its owner. A credential is different:
+// systemd puts it in a folder that only this service can enter and grants
+// the service's user read access with an ACL, and an ACL shows in the
+// mode's group bits (as 0440), so only the bits for others count there.
+enum class Privacy { owner_only, not_others };
+
+constexpr mode_t group_or_others_access = S_IRGRP | S_IWGRP | S_IROTH | S_IWOTH;
+constexpr mode_t others_access = S_IROTH | S_IWOTH;
+
+// "0640": permission bits as chmod takes them.
+std::string octal_mode(mode_t mode) {
+    std::array<char, 8> digits{};
+    auto [end, ec] = std::to_chars(digits.begin(), digits.end(), mode & 07777U, 8);
+    std::string text(digits.begin(), end);
+    return std::string(text.size() < 4 ? 4 - text.size() : 0, '0') + text;
+}
+
 // Whether an opened secret file may be read; returns why not, or nothing.
-// Only regular files are read. Known shortcoming: a file that group or
-// others may read or write is accepted; the mode in `info` is where such a
-// check belongs.
-std::optional<std::string> unusable_file(const struct stat& info) {
+// Only regular files that no one else may read or change are read.
+std::optional<std::string> unusable_file(const struct stat& info, Privacy privacy) {
     if (!S_ISREG(info.st_mode)) {
         return "not a regular file";
+    }
+    mode_t forbidden = privacy == Privacy::owner_only ? group_or_others_access : others_access;
+    if ((info.st_mode & forbidden) != 0) {
+        std::string who = privacy == Privacy::owner_only ? "group or others" : "others";
+        return "mode " + octal_mode(info.st_mode) + " lets " + who +
+               " read or write the secret; make it 0600 or 0400";
     }
     return std::nullopt;
 }
 
-SecretResult read_secret_file(const std::string& path, const std::string& label) {
+SecretResult read_secret_file(const std::string& path, const std::string& label, Privacy privacy) {
     // O_NONBLOCK keeps a FIFO from blocking the open; it is refused below.
     FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
     if (fd.get() < 0) {
@@ -104,7 +128,7 @@ SecretResult read_secret_file(const std::string& path, const std::string& label)
     if (::fstat(fd.get(), &info) != 0) {
         return failure(label, std::strerror(errno));
     }
-    if (auto why = unusable_file(info)) {
+    if (auto why = unusable_file(info, privacy)) {
         return failure(label, *why);
     }
 
@@ -154,7 +178,7 @@ SecretResult read_credential(const SecretSource& source, const std::string& labe
     }
 
     std::string path = std::string(dir) + "/" + name;
-    return read_secret_file(path, label + " (" + path + ")");
+    return read_secret_file(path, label + " (" + path + ")", Privacy::not_others);
 }
 
 } // namespace
@@ -163,7 +187,7 @@ SecretResult load_secret(const SecretSource& source) {
     std::string label = label_of(source);
     switch (source.kind) {
     case SecretSource::Kind::file:
-        return read_secret_file(source.name, label);
+        return read_secret_file(source.name, label, Privacy::owner_only);
     case SecretSource::Kind::env:
         return read_env(source, label);
     case SecretSource::Kind::credential:

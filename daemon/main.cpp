@@ -5,13 +5,14 @@
 #include "daemon.hpp"
 #include "local_client.hpp"
 #include "log.hpp"
-#include "secret.hpp"
 
 #include <boost/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <csignal>
 #include <cstdlib>
 #include <iostream>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <string>
@@ -26,9 +27,6 @@ constexpr int exit_ok = 0;
 constexpr int exit_failure = 1;
 constexpr int exit_usage = 2;
 
-// Extra time a CLI request gets beyond the wait it asks the daemon for.
-constexpr std::chrono::seconds client_margin{5};
-
 constexpr const char* usage_text = R"(Usage: iam-tokend COMMAND [OPTIONS]
 
 A local daemon that keeps an IBM Cloud IAM token fresh and serves it over a
@@ -37,9 +35,10 @@ Unix socket.
 Commands:
   run [-c FILE]               run the daemon (default config
                               /etc/iam-tokend/config.json)
-  token [--profile P] [--format raw|header|json] [--min-valid S]
-        [--wait S] [--socket PATH]
-                              print the current token (default format raw)
+  token [--profile P] [--format raw|header|json] [--kind iam|uaa]
+        [--min-valid S] [--wait S] [--socket PATH]
+                              print the current token (default format raw;
+                              --kind uaa: the profile's UAA token)
   status [--json] [--socket PATH]
                               show every profile's state
   check-config -c FILE        validate a config file and its secret sources
@@ -100,10 +99,7 @@ std::string socket_path(const Arguments& args) {
     if (auto it = args.options.find("--socket"); it != args.options.end()) {
         return it->second;
     }
-    if (const char* env = std::getenv("IAM_TOKEND_SOCKET"); env != nullptr && *env != '\0') {
-        return env;
-    }
-    return default_socket_path;
+    return client_socket_path();
 }
 
 std::optional<std::string> option(const Arguments& args, const std::string& name) {
@@ -138,6 +134,8 @@ bool allowed_options(const Arguments& args, const std::vector<std::string>& know
 }
 
 int command_run(const Arguments& args) {
+    // Until the daemon handles SIGHUP (a reload), one must not end it.
+    std::signal(SIGHUP, SIG_IGN);
     std::string path = option(args, "--config").value_or(default_config_path);
     auto loaded = load_config(path);
     if (!loaded.config) {
@@ -165,13 +163,7 @@ int command_check_config(const Arguments& args) {
     auto loaded = load_config(*path);
     std::vector<std::string> problems = loaded.problems;
     if (loaded.config) {
-        for (const auto& [name, profile] : loaded.config->profiles) {
-            auto secret = load_secret(profile.secret);
-            if (!secret.ok()) {
-                problems.push_back("profiles." + name + "." + profile.secret.key + ": " +
-                                   secret.error);
-            }
-        }
+        std::ranges::move(secret_problems(*loaded.config), std::back_inserter(problems));
     }
     for (const auto& problem : problems) {
         std::cerr << *path << ": " << problem << "\n";
@@ -188,23 +180,16 @@ int command_token(const Arguments& args) {
     if (format != "raw" && format != "header" && format != "json") {
         return fail_usage("--format must be raw, header or json");
     }
-    std::string target = "/v1/token";
-    if (auto profile = option(args, "--profile")) {
-        target += "/" + *profile;
+    TokenQuery query;
+    query.kind = option(args, "--kind").value_or("");
+    if (!query.kind.empty() && query.kind != "iam" && query.kind != "uaa") {
+        return fail_usage("--kind must be iam or uaa");
     }
-    target += "?format=" + format;
-
-    double wait = 10;
-    if (auto value = option(args, "--wait")) {
-        target += "&wait=" + *value;
-        wait = std::atof(value->c_str());
-    }
-    if (auto value = option(args, "--min-valid")) {
-        target += "&min_valid=" + *value;
-    }
-
-    auto timeout = std::chrono::milliseconds(static_cast<long>(wait * 1000)) + client_margin;
-    auto response = local_request(socket_path(args), "GET", target, timeout);
+    query.profile = option(args, "--profile").value_or("");
+    query.format = format;
+    query.wait = option(args, "--wait").value_or("");
+    query.min_valid = option(args, "--min-valid").value_or("");
+    auto response = fetch_token(query, socket_path(args));
     if (!response.error.empty()) {
         std::cerr << "iam-tokend: " << response.error << "\n";
         return exit_failure;
@@ -256,7 +241,7 @@ void print_status_table(const json::object& status) {
 }
 
 int command_status(const Arguments& args) {
-    auto response = local_request(socket_path(args), "GET", "/v1/status", client_margin);
+    auto response = local_request(socket_path(args), "GET", "/v1/status", reply_margin);
     if (!response.error.empty()) {
         std::cerr << "iam-tokend: " << response.error << "\n";
         return exit_failure;
@@ -288,10 +273,10 @@ int command_status(const Arguments& args) {
 } // namespace
 
 int main(int argc, char** argv) {
-    auto args =
-        parse_arguments(argc,
-                        argv,
-                        {"--config", "--profile", "--format", "--min-valid", "--wait", "--socket"});
+    auto args = parse_arguments(
+        argc,
+        argv,
+        {"--config", "--profile", "--format", "--kind", "--min-valid", "--wait", "--socket"});
     if (args.options.contains("--help") || args.command == "help") {
         std::cout << usage_text;
         return exit_ok;
@@ -311,7 +296,8 @@ int main(int argc, char** argv) {
         return command_check_config(args);
     }
     if (args.command == "token" &&
-        allowed_options(args, {"--profile", "--format", "--min-valid", "--wait", "--socket"})) {
+        allowed_options(args,
+                        {"--profile", "--format", "--kind", "--min-valid", "--wait", "--socket"})) {
         return command_token(args);
     }
     if (args.command == "status" && allowed_options(args, {"--json", "--socket"})) {

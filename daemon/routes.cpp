@@ -1,6 +1,8 @@
 #include "routes.hpp"
 
-#include "rendered_reply.hpp"
+#include "iam_request.hpp"
+#include "local_http.hpp"
+#include "metrics.hpp"
 
 #include <boost/container/static_vector.hpp>
 #include <boost/json.hpp>
@@ -20,7 +22,7 @@ namespace {
 // /v1/{resource}[/{profile}]: no route has more path segments.
 constexpr std::size_t max_path_segments = 3;
 // How many distinct token request targets are remembered parsed.
-constexpr std::size_t max_remembered_routes = 64;
+constexpr std::size_t max_parsed_token_gets = 64;
 
 LocalReply json_reply(unsigned status, const json::value& body) {
     LocalReply reply;
@@ -44,8 +46,12 @@ bool allowed(const AllowList& allow, const Peer& peer) {
     if (allow.uids.empty() && allow.gids.empty()) {
         return true;
     }
-    return std::ranges::find(allow.uids, peer.uid) != allow.uids.end() ||
-           std::ranges::find(allow.gids, peer.gid) != allow.gids.end();
+    // The config refuses the all-ones id, so unknown ids match no list.
+    auto group_allowed = [&allow](gid_t gid) {
+        return std::ranges::find(allow.gids, gid) != allow.gids.end();
+    };
+    return std::ranges::find(allow.uids, peer.uid) != allow.uids.end() || group_allowed(peer.gid) ||
+           std::ranges::any_of(peer.groups, group_allowed);
 }
 
 LocalReply forbidden(const std::string& profile, const Peer& peer) {
@@ -95,23 +101,31 @@ json::object token_metadata(const Token& token, const TokenSource& source, Count
     };
 }
 
-// The reply to GET /v1/token with `token` in `format` ("json", "header" or
-// "raw"); only the JSON one shows the countdowns.
+// The reply to GET /v1/token with `token`, in `format`, of `kind` (the
+// caller has checked that a UAA token is there when asked for); only the
+// JSON reply shows the countdowns.
 LocalReply token_reply(const Token& token,
                        const TokenSource& source,
                        std::string_view format,
+                       std::string_view kind,
                        Countdowns left) {
+    bool uaa = kind == "uaa";
+    const std::string& value = uaa ? *token.uaa_token : token.access_token;
+
     LocalReply reply;
     reply.headers.emplace_back("Cache-Control", "no-store");
     if (format == "raw") {
         reply.content_type = "text/plain";
-        reply.body = token.access_token;
+        reply.body = value;
     } else if (format == "header") {
         reply.content_type = "text/plain";
-        reply.body = "Bearer " + token.access_token;
+        reply.body = "Bearer " + value;
     } else {
         auto body = token_metadata(token, source, left);
-        body["access_token"] = token.access_token;
+        body["access_token"] = value;
+        if (uaa) {
+            body["kind"] = "uaa";
+        }
         reply.body = json::serialize(body);
     }
     return reply;
@@ -132,8 +146,8 @@ std::shared_ptr<TokenSource> Router::find(const std::string& name) const {
     return it == profiles_.sources.end() ? nullptr : it->second;
 }
 
-std::variant<Route, LocalReply> Router::route(std::string_view method,
-                                              std::string_view target) const {
+std::variant<ParsedRequest, LocalReply> Router::parse(std::string_view method,
+                                                      std::string_view target) const {
     auto parsed = boost::urls::parse_origin_form(target);
     if (!parsed) {
         return error(400, "bad_request", "the request target is not a valid path");
@@ -150,7 +164,8 @@ std::variant<Route, LocalReply> Router::route(std::string_view method,
                     (path[1] == "token" || path[1] == "refresh");
     bool is_fixed =
         path.size() == 2 && path[0] == "v1" && (path[1] == "health" || path[1] == "status");
-    if (!is_token && !is_fixed) {
+    bool is_metrics = metrics_ != nullptr && path.size() == 1 && path[0] == "metrics";
+    if (!is_token && !is_fixed && !is_metrics) {
         return error(404, "not_found", "no such resource: " + std::string(parsed->path()));
     }
     if (is_token && path[1] == "refresh") {
@@ -162,9 +177,9 @@ std::variant<Route, LocalReply> Router::route(std::string_view method,
         return reply;
     }
 
-    Route wanted;
-    wanted.resource = path[1];
-    if (is_fixed) {
+    ParsedRequest wanted;
+    wanted.resource = is_metrics ? path[0] : path[1];
+    if (is_fixed || is_metrics) {
         return wanted;
     }
 
@@ -185,6 +200,11 @@ std::variant<Route, LocalReply> Router::route(std::string_view method,
                 return error(400, "bad_request", "format must be json, header or raw");
             }
             wanted.format = param.value;
+        } else if (param.key == "kind") {
+            if (param.value != "iam" && param.value != "uaa") {
+                return error(400, "bad_request", "kind must be iam or uaa");
+            }
+            wanted.kind = param.value;
         } else {
             return error(400, "bad_request", "unknown query parameter: " + param.key);
         }
@@ -194,59 +214,63 @@ std::variant<Route, LocalReply> Router::route(std::string_view method,
 }
 
 asio::awaitable<LocalReply> Router::handle(LocalRequest request, Peer peer) {
-    auto routed = route(request.method, request.target);
-    if (auto* refusal = std::get_if<LocalReply>(&routed)) {
+    auto parsed = parse(request.method, request.target);
+    if (auto* refusal = std::get_if<LocalReply>(&parsed)) {
         co_return std::move(*refusal);
     }
-    auto& wanted = std::get<Route>(routed);
+    auto& wanted = std::get<ParsedRequest>(parsed);
     if (wanted.resource == "health") {
         co_return health();
     }
     if (wanted.resource == "status") {
         co_return status();
     }
+    if (wanted.resource == "metrics") {
+        co_return metrics();
+    }
     if (wanted.resource == "refresh") {
-        co_return co_await refresh(std::move(wanted.profile), wanted.wait, peer);
+        co_return co_await refresh(std::move(wanted.profile), wanted.wait, std::move(peer));
     }
     co_return co_await token(std::move(wanted.profile),
                              wanted.min_valid,
                              wanted.wait,
                              std::move(wanted.format),
-                             peer);
+                             std::move(wanted.kind),
+                             std::move(peer));
 }
 
 // Parsing a target costs more than all the rest of answering it, and
-// clients ask for the same few targets again and again: their routes are
-// remembered by the exact target. The memory is emptied when it is full
+// clients ask for the same few targets again and again: what they ask for
+// is remembered by the exact target. The memory is emptied when it is full
 // (a client cycling through made-up targets only costs the parsing), and
 // when a reload changes the default profile, which a target without a
 // profile name resolves to.
-const Route* Router::token_route(std::string_view method, std::string_view target) {
+const ParsedRequest* Router::parse_token_get(std::string_view method, std::string_view target) {
     if (method != "GET") {
         return nullptr;
     }
-    if (remembered_default_ != profiles_.default_name) {
-        remembered_routes_.clear();
-        remembered_default_ = profiles_.default_name;
+    if (parsed_with_default_ != profiles_.default_name) {
+        parsed_token_gets_.clear();
+        parsed_with_default_ = profiles_.default_name;
     }
-    if (auto known = remembered_routes_.find(target); known != remembered_routes_.end()) {
+    if (auto known = parsed_token_gets_.find(target); known != parsed_token_gets_.end()) {
         return &known->second;
     }
 
-    auto routed = route(method, target);
-    auto* wanted = std::get_if<Route>(&routed);
+    auto parsed = parse(method, target);
+    auto* wanted = std::get_if<ParsedRequest>(&parsed);
     if (wanted == nullptr || wanted->resource != "token") {
         return nullptr;
     }
-    if (remembered_routes_.size() >= max_remembered_routes) {
-        remembered_routes_.clear();
+    if (parsed_token_gets_.size() >= max_parsed_token_gets) {
+        parsed_token_gets_.clear();
     }
-    return &remembered_routes_.emplace(target, std::move(*wanted)).first->second;
+    return &parsed_token_gets_.emplace(target, std::move(*wanted)).first->second;
 }
 
 std::shared_ptr<const RenderedReply>
 Router::answer_now(std::string_view method, std::string_view target, const Peer& peer) {
-    const Route* wanted = token_route(method, target);
+    const ParsedRequest* wanted = parse_token_get(method, target);
     if (wanted == nullptr) {
         return nullptr;
     }
@@ -254,30 +278,33 @@ Router::answer_now(std::string_view method, std::string_view target, const Peer&
     if (!source || !allowed(source->profile().allow, peer)) {
         return nullptr;
     }
-    auto token = source->current(wanted->min_valid);
-    if (!token) {
+    bool uaa = wanted->kind == "uaa";
+    if (uaa && !wants_uaa(source->profile())) {
         return nullptr;
     }
-    return rendered_token_reply(wanted->profile, *source, std::move(token), wanted->format);
+    auto token = source->current(wanted->min_valid);
+    if (!token || (uaa && !token->uaa_token)) {
+        return nullptr;
+    }
+    return rendered_token_reply(*wanted, *source, std::move(token));
 }
 
 // Replies are rendered when first asked for and then shared, until the
 // token changes, or, for the JSON reply, until one of its countdowns
-// (expires_in, refresh_in) moves on, which under load is about once a
-// second. A reply being written keeps its bytes alive, so replacing it here
-// never pulls them from under a write.
+// (expires_in, refresh_in) moves on, which under load is once a second. A
+// reply being written keeps its bytes alive, so replacing it here never
+// pulls them from under a write.
 std::shared_ptr<const RenderedReply>
-Router::rendered_token_reply(const std::string& profile,
+Router::rendered_token_reply(const ParsedRequest& wanted,
                              const TokenSource& source,
-                             std::shared_ptr<const Token> token,
-                             std::string_view format) {
-    auto it = rendered_tokens_.find(profile);
+                             std::shared_ptr<const Token> token) {
+    auto it = rendered_tokens_.find(wanted.profile);
     if (it == rendered_tokens_.end()) {
-        // A new profile, maybe after a reload: drop those that are gone.
+        // A profile not seen before, maybe after a reload: forget those gone.
         std::erase_if(rendered_tokens_, [this](const auto& entry) {
             return !profiles_.sources.contains(entry.first);
         });
-        it = rendered_tokens_.emplace(profile, RenderedTokenReplies{}).first;
+        it = rendered_tokens_.emplace(wanted.profile, RenderedTokenReplies{}).first;
     }
     auto& replies = it->second;
     if (replies.token != token) {
@@ -285,25 +312,33 @@ Router::rendered_token_reply(const std::string& profile,
         replies.token = std::move(token);
     }
 
+    auto& kind = wanted.kind == "uaa" ? replies.uaa : replies.iam;
     Countdowns left = countdowns(*replies.token, source);
-    if (format == "json") {
-        if (!replies.json || left.expires_in != replies.json_expires_in ||
-            left.refresh_in != replies.json_refresh_in) {
-            replies.json = render_shared(token_reply(*replies.token, source, format, left));
-            replies.json_expires_in = left.expires_in;
-            replies.json_refresh_in = left.refresh_in;
+    auto render_now = [&] {
+        return render_shared(token_reply(*replies.token, source, wanted.format, wanted.kind, left));
+    };
+    if (wanted.format == "json") {
+        if (!kind.json || left.expires_in != kind.json_expires_in ||
+            left.refresh_in != kind.json_refresh_in) {
+            kind.json = render_now();
+            kind.json_expires_in = left.expires_in;
+            kind.json_refresh_in = left.refresh_in;
         }
-        return replies.json;
+        return kind.json;
     }
-    auto& kept = format == "header" ? replies.header : replies.raw;
+    auto& kept = wanted.format == "header" ? kind.header : kind.raw;
     if (!kept) {
-        kept = render_shared(token_reply(*replies.token, source, format, left));
+        kept = render_now();
     }
     return kept;
 }
 
-asio::awaitable<LocalReply>
-Router::token(std::string profile, Seconds min_valid, Seconds wait, std::string format, Peer peer) {
+asio::awaitable<LocalReply> Router::token(std::string profile,
+                                          Seconds min_valid,
+                                          Seconds wait,
+                                          std::string format,
+                                          std::string kind,
+                                          Peer peer) {
     auto source = find(profile);
     if (!source) {
         co_return error(404, "unknown_profile", "no profile named " + profile);
@@ -311,12 +346,19 @@ Router::token(std::string profile, Seconds min_valid, Seconds wait, std::string 
     if (!allowed(source->profile().allow, peer)) {
         co_return forbidden(profile, peer);
     }
+    bool uaa = kind == "uaa";
+    if (uaa && !wants_uaa(source->profile())) {
+        co_return error(400,
+                        "uaa_not_configured",
+                        "profile " + profile +
+                            R"( does not ask IAM for a UAA token (response_type "cloud_iam,uaa"))");
+    }
 
     auto token = co_await source->get(min_valid, wait);
-    if (!token) {
+    if (!token || (uaa && !token->uaa_token)) {
         co_return no_token(*source);
     }
-    co_return token_reply(*token, *source, format, countdowns(*token, *source));
+    co_return token_reply(*token, *source, format, kind, countdowns(*token, *source));
 }
 
 asio::awaitable<LocalReply> Router::refresh(std::string profile, Seconds wait, Peer peer) {
@@ -355,6 +397,13 @@ LocalReply Router::health() const {
         return json_reply(200, {{"status", "ok"}});
     }
     return json_reply(503, {{"status", "unavailable"}, {"profiles", std::move(failing)}});
+}
+
+LocalReply Router::metrics() const {
+    LocalReply reply;
+    reply.content_type = metrics_content_type;
+    reply.body = metrics_->render(profiles_);
+    return reply;
 }
 
 LocalReply Router::status() const {

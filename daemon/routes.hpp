@@ -1,5 +1,7 @@
 // The local API (DESIGN §3): from a request line to a reply, with no
-// knowledge of sockets or of HTTP framing, which stay in local_server.
+// knowledge of sockets, which stay in local_server. The replies to token
+// requests are kept rendered (local_http.hpp) and shared between clients:
+// see Router::answer_now.
 #pragma once
 
 #include "token_source.hpp"
@@ -24,11 +26,16 @@ namespace iam_tokend {
 inline constexpr Seconds default_client_wait{10};
 inline constexpr Seconds max_client_wait{300};
 
+// The all-ones id: what a peer's ids stay at when the kernel could not
+// tell them. No allow list can contain it.
+inline constexpr uid_t unknown_id = static_cast<uid_t>(-1);
+
 // The credentials of the process at the other end of a connection.
 struct Peer {
     pid_t pid = 0;
-    uid_t uid = 0;
-    gid_t gid = 0;
+    uid_t uid = unknown_id;
+    gid_t gid = unknown_id;
+    std::vector<gid_t> groups; // supplementary groups
 };
 
 // The daemon's token sources by profile name; replaced whole on reload.
@@ -36,6 +43,8 @@ struct Profiles {
     std::map<std::string, std::shared_ptr<TokenSource>> sources;
     std::string default_name;
 };
+
+class Metrics;
 
 struct LocalRequest {
     std::string method;
@@ -49,28 +58,33 @@ struct LocalReply {
     std::vector<std::pair<std::string, std::string>> headers;
 };
 
-struct RenderedReply; // rendered_reply.hpp
+struct RenderedReply; // local_http.hpp
 
 // What a request asks for, once its method, path and query are checked.
-struct Route {
-    std::string resource; // "token", "refresh", "health" or "status"
+struct ParsedRequest {
+    std::string resource; // "token", "refresh", "health", "status" or "metrics"
     std::string profile;
     Seconds min_valid{0};
     Seconds wait = default_client_wait;
-    std::string format = "json";
+    std::string format = "json"; // "json", "header" or "raw"
+    std::string kind = "iam";    // "iam" or "uaa"
 };
 
 class Router {
 public:
-    explicit Router(const Profiles& profiles) : profiles_(profiles) {}
+    // `metrics`, when given, is served at GET /metrics and must outlive the
+    // router.
+    explicit Router(const Profiles& profiles, const Metrics* metrics = nullptr)
+        : profiles_(profiles),
+          metrics_(metrics) {}
 
     boost::asio::awaitable<LocalReply> handle(LocalRequest request, Peer peer);
 
-    // The fast path, for the request nearly every client makes: when the
-    // request asks for a token that is there and good enough, its reply,
-    // rendered (and shared with other clients until its content changes).
-    // Null for every other request, or when the answer would be an error or
-    // a wait: handle() gives those.
+    // The fast path, for the request nearly every client makes: when it is a
+    // GET for a token that is there and good enough, its reply, rendered
+    // (and shared with other clients until its content changes). Null for
+    // every other request, and whenever the answer would be an error or a
+    // wait: handle() gives those.
     std::shared_ptr<const RenderedReply>
     answer_now(std::string_view method, std::string_view target, const Peer& peer);
 
@@ -78,37 +92,48 @@ public:
     static LocalReply error(unsigned status, std::string_view code, std::string_view message);
 
 private:
-    // The GET /v1/token replies of one profile, kept rendered.
-    struct RenderedTokenReplies {
-        std::shared_ptr<const Token> token;
+    // The rendered GET /v1/token replies for one kind of token (iam, uaa).
+    struct RenderedKind {
         std::int64_t json_expires_in = -1; // the countdowns the JSON reply shows
         std::int64_t json_refresh_in = -1;
         std::shared_ptr<const RenderedReply> json;
         std::shared_ptr<const RenderedReply> header;
         std::shared_ptr<const RenderedReply> raw;
     };
+    // ... and for one profile, as long as its token stays the same.
+    struct RenderedTokenReplies {
+        std::shared_ptr<const Token> token;
+        RenderedKind iam;
+        RenderedKind uaa;
+    };
 
-    // The route, or the error reply when the request has none.
-    std::variant<Route, LocalReply> route(std::string_view method, std::string_view target) const;
-    // The route of a GET for a token, remembered; null for anything else.
-    const Route* token_route(std::string_view method, std::string_view target);
-    std::shared_ptr<const RenderedReply> rendered_token_reply(const std::string& profile,
+    // What the request asks for, or the error reply when it is refused.
+    std::variant<ParsedRequest, LocalReply> parse(std::string_view method,
+                                                  std::string_view target) const;
+    // parse() for a GET of a token, remembered; null for anything else.
+    const ParsedRequest* parse_token_get(std::string_view method, std::string_view target);
+    std::shared_ptr<const RenderedReply> rendered_token_reply(const ParsedRequest& wanted,
                                                               const TokenSource& source,
-                                                              std::shared_ptr<const Token> token,
-                                                              std::string_view format);
-    boost::asio::awaitable<LocalReply>
-    token(std::string profile, Seconds min_valid, Seconds wait, std::string format, Peer peer);
+                                                              std::shared_ptr<const Token> token);
+    boost::asio::awaitable<LocalReply> token(std::string profile,
+                                             Seconds min_valid,
+                                             Seconds wait,
+                                             std::string format,
+                                             std::string kind, // "iam" or "uaa"
+                                             Peer peer);
     boost::asio::awaitable<LocalReply> refresh(std::string profile, Seconds wait, Peer peer);
     LocalReply health() const;
     LocalReply status() const;
+    LocalReply metrics() const;
     std::shared_ptr<TokenSource> find(const std::string& name) const;
 
     const Profiles& profiles_;
+    const Metrics* metrics_;
     std::map<std::string, RenderedTokenReplies, std::less<>> rendered_tokens_;
-    // Token routes already parsed, by their exact target (see token_route),
-    // and the default profile they were parsed with.
-    std::map<std::string, Route, std::less<>> remembered_routes_;
-    std::string remembered_default_;
+    // GETs of a token already parsed, by their exact target, and the
+    // default profile they were parsed with (see parse_token_get).
+    std::map<std::string, ParsedRequest, std::less<>> parsed_token_gets_;
+    std::string parsed_with_default_;
 };
 
 } // namespace iam_tokend

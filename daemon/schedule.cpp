@@ -57,6 +57,10 @@ Seconds credential_retry_delay(const RefreshSettings& settings,
     return std::max(delay, min_refresh_gap);
 }
 
+std::string_view to_string(AttemptGrant grant) {
+    return grant == AttemptGrant::refresh_token ? "refresh_token" : "apikey";
+}
+
 Reaction react_to(const Failure& failure, AttemptGrant grant) {
     int status = failure.http_status.value_or(0);
     bool rejected = status == 400 || status == 401;

@@ -22,6 +22,7 @@
 
 #include <chrono>
 #include <optional>
+#include <string_view>
 
 namespace iam_tokend {
 
@@ -54,6 +55,8 @@ Seconds credential_retry_delay(const RefreshSettings& settings,
                                std::optional<std::chrono::seconds> retry_after = std::nullopt);
 
 enum class AttemptGrant { apikey, refresh_token };
+
+std::string_view to_string(AttemptGrant grant);
 
 enum class Reaction {
     backoff,          // transient: retry after backoff_delay()

@@ -3,6 +3,7 @@
 #include "https_client.hpp"
 #include "iam_request.hpp"
 #include "log.hpp"
+#include "proxy.hpp"
 #include "spawn.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -35,10 +36,6 @@ std::int64_t unix_time(std::chrono::system_clock::time_point at) {
     return std::chrono::floor<std::chrono::seconds>(at.time_since_epoch()).count();
 }
 
-std::string_view to_string(AttemptGrant grant) {
-    return grant == AttemptGrant::refresh_token ? "refresh_token" : "apikey";
-}
-
 json::value failure_json(const Failure& failure) {
     json::object out;
     out["kind"] = to_string(failure.kind);
@@ -47,6 +44,24 @@ json::value failure_json(const Failure& failure) {
     out["error_code"] = failure.error_code ? json::value(*failure.error_code) : nullptr;
     out["request_id"] = failure.request_id ? json::value(*failure.request_id) : nullptr;
     return out;
+}
+
+// Overwrites a secret held in memory before it is freed.
+void cleanse(std::optional<std::string>& secret) {
+    if (secret) {
+        std::string& value = *secret;
+        OPENSSL_cleanse(value.data(), value.size());
+    }
+}
+
+// A reply that lacks the UAA token the profile asked for is no token at
+// all: serving the IAM token alone would leave `kind=uaa` clients without.
+Failure missing_uaa_token(int http_status) {
+    Failure failure;
+    failure.kind = FailureKind::bad_response;
+    failure.message = "the reply has no uaa_token although response_type asks for one";
+    failure.http_status = http_status;
+    return failure;
 }
 
 } // namespace
@@ -67,19 +82,24 @@ std::string_view to_string(SourceState state) {
     return "unknown";
 }
 
-TokenSource::TokenSource(asio::any_io_executor executor, Profile profile, std::string secret)
+TokenSource::TokenSource(asio::any_io_executor executor,
+                         Profile profile,
+                         std::string secret,
+                         SourceEnvironment environment)
     : executor_(std::move(executor)),
       profile_(std::move(profile)),
       secret_(std::move(secret)),
       random_(std::random_device{}()),
-      next_attempt_(BootClock::now()),
-      wakeup_(executor_) {}
+      environment_(std::move(environment)),
+      next_attempt_(boot_now()),
+      wakeup_(executor_),
+      boot_mark_(boot_now()),
+      steady_mark_(environment_.steady_now()) {}
 
 TokenSource::~TokenSource() {
     OPENSSL_cleanse(secret_.data(), secret_.size());
-    if (refresh_token_) {
-        OPENSSL_cleanse(refresh_token_->data(), refresh_token_->size());
-    }
+    cleanse(refresh_token_);
+    cleanse(uaa_refresh_token_);
 }
 
 void TokenSource::start() {
@@ -93,6 +113,39 @@ void TokenSource::start() {
                    log_escape("[profile " + profile_.name + "] refresh loop", shared_from_this()));
 }
 
+bool TokenSource::adopt(std::optional<Token> token, std::optional<std::string> refresh_token) {
+    if (running_ || token_) {
+        return false;
+    }
+    if (refresh_token) {
+        refresh_token_ = std::move(refresh_token);
+    }
+    auto now = boot_now();
+    if (!token || token->expires_at - now <= to_boot(profile_.refresh.min_valid)) {
+        return false;
+    }
+
+    auto life = std::chrono::duration_cast<Seconds>(token->expires_at - token->obtained_at);
+    std::uniform_real_distribution<double> jitter(-1.0, 1.0);
+    next_attempt_ = refresh_time(token->obtained_at, life, now, profile_.refresh, jitter(random_));
+    token->restored = true;
+    token_ = std::make_shared<const Token>(std::move(*token));
+    spdlog::info("[profile {}] serving token {} saved by an earlier run: valid for {} s more, "
+                 "next refresh in {} s",
+                 profile_.name,
+                 token_->fingerprint,
+                 whole_seconds(token_->expires_at - now),
+                 whole_seconds(next_attempt_ - now));
+    notify(SourceEvent::new_token);
+    return true;
+}
+
+void TokenSource::serve_meanwhile(const TokenSource& previous) {
+    if (!token_) {
+        token_ = previous.token_;
+    }
+}
+
 void TokenSource::stop() {
     stopping_ = true;
     wakeup_.cancel();
@@ -101,8 +154,12 @@ void TokenSource::stop() {
 
 asio::awaitable<void> TokenSource::run() {
     spdlog::debug("[profile {}] token source started for {}", profile_.name, profile_.iam_url);
+    if (auto proxy = choose_proxy(profile_.iam_url, profile_.proxy, process_environment())) {
+        spdlog::info("[profile {}] reaching IAM through {}", profile_.name, describe(*proxy));
+    }
     while (!stopping_) {
-        auto now = BootClock::now();
+        check_clocks();
+        auto now = boot_now();
         if (now >= next_attempt_) {
             co_await attempt();
             continue;
@@ -113,7 +170,9 @@ asio::awaitable<void> TokenSource::run() {
         if (token_ && !expired_warned_) {
             wake = std::min(wake, token_->expires_at - to_boot(profile_.refresh.min_valid));
         }
-        wakeup_.expires_after(std::max(wake - now, BootClock::duration::zero()));
+        auto sleep =
+            std::clamp(wake - now, BootClock::duration::zero(), to_boot(clock_check_interval));
+        wakeup_.expires_after(sleep);
         co_await wakeup_.async_wait(as_tuple(use_awaitable));
 
         if (token_ && !expired_warned_ && !current()) {
@@ -135,7 +194,7 @@ asio::awaitable<void> TokenSource::attempt() {
 
     in_flight_ = true;
     last_grant_ = grant;
-    auto sent = BootClock::now();
+    auto sent = boot_now();
     auto sent_wall = std::chrono::system_clock::now();
     last_attempt_start_ = sent;
     last_attempt_at_ = sent_wall;
@@ -143,8 +202,9 @@ asio::awaitable<void> TokenSource::attempt() {
                   profile_.name,
                   to_string(grant));
 
-    auto reply = co_await https_post(executor_, std::move(request));
+    auto reply = co_await environment_.post(executor_, std::move(request));
     in_flight_ = false;
+    last_attempt_duration_ = boot_now() - sent;
     ++attempts_done_;
     if (stopping_) {
         co_return;
@@ -158,15 +218,90 @@ asio::awaitable<void> TokenSource::attempt() {
             failure.retry_after = parse_retry_after(*reply->retry_after, sent_wall);
         }
         fail(std::move(failure), grant);
+    } else if (wants_uaa(profile_) && !parsed->uaa_token) {
+        fail(missing_uaa_token(reply->status), grant);
     } else {
         if (grant == AttemptGrant::refresh_token) {
             ++refreshes_;
         } else {
             ++logins_;
         }
-        install(std::move(*parsed), sent, sent_wall);
+        accept(std::move(*parsed), grant, sent, sent_wall);
     }
     wake_waiters();
+}
+
+void TokenSource::accept(TokenGrant grant,
+                         AttemptGrant kind,
+                         BootClock::time_point sent,
+                         std::chrono::system_clock::time_point sent_wall) {
+    // Always keep the newest refresh token, even with a token refused
+    // below: an IAM that rotates them has already retired the previous one.
+    // A reply without one keeps the one we have.
+    if (grant.refresh_token) {
+        refresh_token_ = std::move(grant.refresh_token);
+    }
+    if (grant.uaa_refresh_token) {
+        uaa_refresh_token_ = std::move(grant.uaa_refresh_token);
+    }
+
+    // Never servable, so installing it would only start the next attempt.
+    if (grant.expires_in <= profile_.refresh.min_valid) {
+        Failure failure;
+        failure.kind = FailureKind::bad_response;
+        failure.http_status = 200;
+        failure.message = fmt::format("IAM's token lives {} s, not more than min_valid_s {:g} s, "
+                                      "so it could never be served",
+                                      grant.expires_in.count(),
+                                      profile_.refresh.min_valid.count());
+        fail(std::move(failure), kind);
+        return;
+    }
+
+    // The same token again, or one that expires no later than the one
+    // served, is no progress: keep serving ours and back off.
+    if (token_ && grant.access_token == token_->access_token) {
+        keep_current(fmt::format("IAM sent token {} again, with expires_in {} s",
+                                 token_->fingerprint,
+                                 grant.expires_in.count()));
+        return;
+    }
+    auto expires_at = sent + to_boot(grant.expires_in);
+    if (token_ && expires_at <= token_->expires_at + to_boot(min_life_gain)) {
+        keep_current(fmt::format("IAM's new token {} (expires_in {} s) does not expire later "
+                                 "than token {}",
+                                 fingerprint(grant.access_token),
+                                 grant.expires_in.count(),
+                                 token_->fingerprint));
+        return;
+    }
+    install(std::move(grant), sent, sent_wall);
+}
+
+void TokenSource::keep_current(const std::string& why) {
+    ++consecutive_failures_;
+    ++failures_;
+    last_attempt_ok_ = false;
+    std::uniform_real_distribution<double> draw(0.0, 1.0);
+    auto delay = backoff_delay(consecutive_failures_, profile_.refresh, draw(random_));
+    next_attempt_ = boot_now() + to_boot(delay);
+
+    // Said once until a token that helps arrives; the backoff says the rest.
+    auto level = no_gain_warned_ ? spdlog::level::debug : spdlog::level::warn;
+    no_gain_warned_ = true;
+    spdlog::log(level,
+                "[profile {}] {}: no progress; still serving token {}, next attempt in {:.1f} s",
+                profile_.name,
+                why,
+                token_->fingerprint,
+                delay.count());
+
+    Failure failure;
+    failure.kind = FailureKind::bad_response;
+    failure.message = why + ": no progress";
+    failure.http_status = 200;
+    last_error_ = std::move(failure);
+    notify(SourceEvent::attempt_failed);
 }
 
 void TokenSource::install(TokenGrant grant,
@@ -180,36 +315,15 @@ void TokenSource::install(TokenGrant grant,
     token->expires_at = sent + grant.expires_in;
     token->expiration = sent_wall + grant.expires_in;
     token->iam_expiration = grant.expiration;
+    token->uaa_token = std::move(grant.uaa_token);
 
-    // A reply without a refresh token keeps the one we have.
-    if (grant.refresh_token) {
-        refresh_token_ = std::move(grant.refresh_token);
-    }
-
-    auto now = BootClock::now();
+    auto now = boot_now();
     std::uniform_real_distribution<double> jitter(-1.0, 1.0);
     next_attempt_ = refresh_time(sent, grant.expires_in, now, profile_.refresh, jitter(random_));
     last_attempt_ok_ = true;
-
-    // A token that does not outlive the one we hold is no progress: keep the
-    // old one and let the backoff space out further attempts.
-    if (token_ && token->expires_at <= token_->expires_at) {
-        ++consecutive_failures_;
-        std::uniform_real_distribution<double> draw(0.0, 1.0);
-        auto delay = backoff_delay(consecutive_failures_, profile_.refresh, draw(random_));
-        next_attempt_ = std::max(next_attempt_, now + to_boot(delay));
-        if (consecutive_failures_ == 1) {
-            spdlog::warn("[profile {}] IAM's new token does not outlive the current one; "
-                         "keeping token {} and retrying in {:.1f} s",
-                         profile_.name,
-                         token_->fingerprint,
-                         delay.count());
-        }
-        return;
-    }
-
     consecutive_failures_ = 0;
     expired_warned_ = false;
+    no_gain_warned_ = false;
     token_ = std::move(token);
     spdlog::info(
         "[profile {}] new token {} from the {} grant, valid for {} s, next refresh in {} s",
@@ -229,11 +343,39 @@ void TokenSource::install(TokenGrant grant,
     notify(SourceEvent::new_token);
 }
 
+void TokenSource::check_clocks() {
+    auto boot = boot_now();
+    auto steady = environment_.steady_now();
+    auto unaccounted = (boot - boot_mark_) - (steady - steady_mark_);
+    boot_mark_ = boot;
+    steady_mark_ = steady;
+    if (unaccounted < to_boot(unaccounted_time_threshold)) {
+        return;
+    }
+
+    std::string token = !token_     ? "no token yet"
+                        : current() ? "token " + token_->fingerprint + " is still servable"
+                                    : "token " + token_->fingerprint + " is no longer servable";
+    spdlog::info("[profile {}] {:.0f} s went unaccounted: the boot-time clock moved that much "
+                 "more than the monotonic clock (the machine was suspended); {}",
+                 profile_.name,
+                 std::chrono::duration<double>(unaccounted).count(),
+                 token);
+    // The loop's timer slept on the monotonic clock: let it look again now.
+    wakeup_.cancel();
+}
+
 void TokenSource::fail(Failure failure, AttemptGrant grant) {
     Reaction reaction = react_to(failure, grant);
     ++failures_;
     last_attempt_ok_ = false;
-    auto now = BootClock::now();
+    auto now = boot_now();
+    if (failure.retry_after && *failure.retry_after > retry_after_ceiling) {
+        spdlog::warn("[profile {}] IAM asked to wait {} s (Retry-After); waiting {} s at most",
+                     profile_.name,
+                     failure.retry_after->count(),
+                     retry_after_ceiling.count());
+    }
 
     if (reaction == Reaction::login_now) {
         // The refresh token is dead; it is dropped, not retried.
@@ -257,7 +399,7 @@ void TokenSource::fail(Failure failure, AttemptGrant grant) {
 }
 
 void TokenSource::log_failure(const Failure& failure, AttemptGrant grant, Reaction reaction) {
-    auto retry_in = std::chrono::duration<double>(next_attempt_ - BootClock::now()).count();
+    auto retry_in = std::chrono::duration<double>(next_attempt_ - boot_now()).count();
     if (reaction == Reaction::login_now) {
         spdlog::warn("[profile {}] IAM rejected the refresh token ({}); logging in again",
                      profile_.name,
@@ -290,7 +432,7 @@ std::shared_ptr<const Token> TokenSource::current(Seconds min_valid) const {
     if (!token_) {
         return nullptr;
     }
-    auto left = token_->expires_at - BootClock::now();
+    auto left = token_->expires_at - boot_now();
     if (left <= to_boot(required(min_valid))) {
         return nullptr;
     }
@@ -302,6 +444,7 @@ Seconds TokenSource::required(Seconds min_valid) const {
 }
 
 asio::awaitable<std::shared_ptr<const Token>> TokenSource::get(Seconds min_valid, Seconds wait) {
+    check_clocks();
     if (auto token = current(min_valid)) {
         co_return token;
     }
@@ -310,12 +453,19 @@ asio::awaitable<std::shared_ptr<const Token>> TokenSource::get(Seconds min_valid
 }
 
 asio::awaitable<std::shared_ptr<const Token>> TokenSource::refresh(Seconds wait) {
+    check_clocks();
     request_attempt();
     co_return co_await wait_for(Seconds{0}, wait, true);
 }
 
 asio::awaitable<std::shared_ptr<const Token>>
 TokenSource::wait_for(Seconds min_valid, Seconds wait, bool want_new) {
+    // No attempt can start within the client's wait (a backoff, or
+    // Retry-After, stands): tell it at once rather than at its deadline.
+    if (!in_flight_ && next_attempt_ - boot_now() > to_boot(wait)) {
+        co_return nullptr;
+    }
+
     auto started_at = attempts_done_;
     asio::steady_timer timer(executor_);
     timer.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(wait));
@@ -335,7 +485,7 @@ TokenSource::wait_for(Seconds min_valid, Seconds wait, bool want_new) {
         // A client waits for one outcome: the attempt under way (or the one
         // that follows at once when a dead refresh token is swapped for a
         // login), not for every retry of the backoff.
-        if (attempt_done && !in_flight_ && next_attempt_ > BootClock::now()) {
+        if (attempt_done && !in_flight_ && next_attempt_ > boot_now()) {
             break;
         }
     }
@@ -346,8 +496,7 @@ void TokenSource::request_attempt() {
     if (in_flight_ || stopping_ || consecutive_failures_ > 0) {
         return; // an attempt is under way, or the backoff's retry stands
     }
-    auto when =
-        std::max(BootClock::now(), last_attempt_start_ + to_boot(min_requested_refresh_interval));
+    auto when = std::max(boot_now(), last_attempt_start_ + to_boot(min_requested_refresh_interval));
     if (when < next_attempt_) {
         next_attempt_ = when;
         wakeup_.cancel();
@@ -367,7 +516,7 @@ void TokenSource::wake_waiters() {
 }
 
 std::chrono::seconds TokenSource::retry_after() const {
-    auto left = std::chrono::ceil<std::chrono::seconds>(next_attempt_ - BootClock::now());
+    auto left = std::chrono::ceil<std::chrono::seconds>(next_attempt_ - boot_now());
     return std::max(left, std::chrono::seconds(1));
 }
 
@@ -392,7 +541,7 @@ SourceState TokenSource::state() const {
 }
 
 json::object TokenSource::status() const {
-    auto now = BootClock::now();
+    auto now = boot_now();
     json::object out;
     out["state"] = to_string(state());
 
@@ -400,6 +549,9 @@ json::object TokenSource::status() const {
         out["expires_in"] = whole_seconds(token_->expires_at - now);
         out["expiration"] = unix_time(token_->expiration);
         out["token_fingerprint"] = token_->fingerprint;
+        if (token_->uaa_token) {
+            out["uaa_token_fingerprint"] = fingerprint(*token_->uaa_token);
+        }
         if (token_->iam_expiration) {
             out["clock_skew_s"] = unix_time(token_->expiration) - *token_->iam_expiration;
         }
@@ -426,6 +578,9 @@ json::object TokenSource::status() const {
         {"refreshes", refreshes_},
         {"failures", failures_},
     };
+    for (const auto& [key, section] : status_sections_) {
+        out[key] = section();
+    }
     return out;
 }
 

@@ -24,6 +24,17 @@ readonly required_packages=(
     openssl
     curl
     ca-certificates
+    systemd # systemd-analyze, systemd-socket-activate, sysusers, tmpfiles: tests
+    # promtool, which checks the /metrics page in the tests
+    prometheus
+    tinyproxy # a real HTTP proxy for the CONNECT tests
+    dpkg-dev  # dpkg-shlibdeps: the .deb's Depends, for cpack
+    file      # cpack's DEB generator runs it on the files it packs
+    # The sanitizer build and the fuzzers; llvm-14 has llvm-symbolizer, for
+    # readable sanitizer reports.
+    clang
+    libclang-rt-14-dev
+    llvm-14
 )
 
 # The build folder. IAM_TOKEND_BUILD_DIR selects another one, e.g. to keep a
@@ -96,4 +107,18 @@ configure_and_build() {
 
     step "Building"
     cmake --build "$build_dir" -j "$(nproc)"
+}
+
+# The second build, preset "sanitize" in CMakePresets.json: clang with
+# AddressSanitizer and UBSan, and the libFuzzer targets of tests/fuzz.
+readonly sanitize_build_dir=build-sanitize
+
+configure_and_build_sanitized() {
+    if [[ ! -f $sanitize_build_dir/build.ninja ]]; then
+        step "Configuring the sanitizer build in $sanitize_build_dir/"
+        cmake --preset sanitize
+    fi
+
+    step "Building with the sanitizers"
+    cmake --build "$sanitize_build_dir" -j "$(nproc)"
 }

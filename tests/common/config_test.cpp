@@ -605,6 +605,27 @@ TEST(ConfigTest, LoadConfigReportsUnreadableFiles) {
     EXPECT_TRUE(has_problem(not_json, "", "not valid JSON"));
 }
 
+TEST(ConfigTest, SocketTimeoutsHaveDefaultsAndRefuseZero) {
+    ConfigResult defaults = parse_config(with_profile(minimal_profile));
+    ASSERT_TRUE(defaults.config) << all_problems(defaults);
+    EXPECT_DOUBLE_EQ(defaults.config->socket.request_timeout.count(), 10);
+    EXPECT_DOUBLE_EQ(defaults.config->socket.idle_timeout.count(), 60);
+
+    ConfigResult set = parse_config(R"({"socket": {"request_timeout_s": 2.5, "idle_timeout_s": 7},
+                                        "profiles": {"default": )" +
+                                    std::string(minimal_profile) + "}}");
+    ASSERT_TRUE(set.config) << all_problems(set);
+    EXPECT_DOUBLE_EQ(set.config->socket.request_timeout.count(), 2.5);
+    EXPECT_DOUBLE_EQ(set.config->socket.idle_timeout.count(), 7);
+
+    ConfigResult zero = parse_config(R"({"socket": {"request_timeout_s": 0, "idle_timeout_s": "x"},
+                                         "profiles": {"default": )" +
+                                     std::string(minimal_profile) + "}}");
+    EXPECT_FALSE(zero.config);
+    EXPECT_TRUE(has_problem(zero, "socket.request_timeout_s", "greater than 0"));
+    EXPECT_TRUE(has_problem(zero, "socket.idle_timeout_s", "a number of seconds"));
+}
+
 TEST(ConfigTest, EqualConfigsCompareEqual) {
     ConfigResult first = parse_config(with_profile(minimal_profile));
     ConfigResult second = parse_config(with_profile(minimal_profile));

@@ -50,5 +50,43 @@ TEST(IamRequest, RefreshUsesTheSameClientAuth) {
     EXPECT_EQ(header(request, "Authorization"), basic_authorization("me", "pw"));
 }
 
+TEST(IamRequest, PasswordGrantCarriesUserAndPassword) {
+    auto profile = sample_profile();
+    profile.grant = Grant::password;
+    profile.username = "me@example.test";
+    auto request = login_request(profile, "pass word");
+    EXPECT_EQ(request.body,
+              "grant_type=password&username=me%40example.test&password=pass+word"
+              "&response_type=cloud_iam");
+}
+
+TEST(IamRequest, UaaAsksForTheCfClientOnLoginAndRefresh) {
+    auto profile = sample_profile();
+    profile.grant = Grant::password;
+    profile.username = "me";
+    profile.response_type = "cloud_iam,uaa";
+    EXPECT_TRUE(wants_uaa(profile));
+
+    auto login = login_request(profile, "pw");
+    EXPECT_EQ(login.body,
+              "grant_type=password&username=me&password=pw"
+              "&response_type=cloud_iam%2Cuaa&uaa_client_id=cf&uaa_client_secret=");
+
+    auto refresh = refresh_request(profile, "r1");
+    EXPECT_EQ(refresh.body,
+              "grant_type=refresh_token&refresh_token=r1"
+              "&response_type=cloud_iam%2Cuaa&uaa_client_id=cf&uaa_client_secret=");
+}
+
+TEST(IamRequest, TheProfilesProxyIsUsed) {
+    auto profile = sample_profile();
+    EXPECT_EQ(login_request(profile, "k").proxy, std::nullopt);
+
+    profile.proxy = "http://proxy.test:3128";
+    auto request = refresh_request(profile, "r");
+    ASSERT_TRUE(request.proxy);
+    EXPECT_EQ(request.proxy->url, "http://proxy.test:3128");
+}
+
 } // namespace
 } // namespace iam_tokend

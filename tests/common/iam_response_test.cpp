@@ -54,6 +54,40 @@ TEST(IamResponse, RefusedFormsOfExpiresInNameTheFieldAndType) {
     }
 }
 
+TEST(IamResponse, OutOfRangeExpiresInNamesItsJsonType) {
+    for (auto [value, type] : {std::pair{"-5", "JSON type number"},
+                               std::pair{"1e30", "JSON type number"},
+                               std::pair{"\"0\"", "JSON type string"}}) {
+        auto grant = parse_token_reply(ok_reply(with_expires_in(value)));
+        ASSERT_FALSE(grant) << value;
+        EXPECT_NE(grant.error().message.find(type), std::string::npos)
+            << value << ": " << grant.error().message;
+    }
+}
+
+TEST(IamResponse, TokensUpToTheLimitAreKeptWhole) {
+    std::string access(max_token_size, 'a');
+    std::string refresh(max_token_size, 'r');
+    auto grant =
+        parse_token_reply(ok_reply(R"({"access_token":")" + access + R"(","refresh_token":")" +
+                                   refresh + R"(","expires_in":3600})"));
+    ASSERT_TRUE(grant);
+    EXPECT_EQ(grant->access_token, access);
+    EXPECT_EQ(grant->refresh_token, refresh);
+}
+
+TEST(IamResponse, ALongerTokenIsRefusedWithBothSizes) {
+    for (const char* field : {"access_token", "refresh_token", "uaa_token"}) {
+        std::string body = R"({"access_token":"tok","expires_in":3600,")" + std::string(field) +
+                           R"(":")" + std::string(max_token_size + 1, 'x') + R"("})";
+        auto grant = parse_token_reply(ok_reply(body));
+        ASSERT_FALSE(grant) << field;
+        EXPECT_EQ(grant.error().kind, FailureKind::bad_response);
+        EXPECT_EQ(grant.error().message,
+                  std::string(field) + " is 65537 bytes, over the limit of 65536 bytes");
+    }
+}
+
 TEST(IamResponse, MissingExpiresInOrAccessTokenIsAnError) {
     auto no_life = parse_token_reply(ok_reply(R"({"access_token":"tok"})"));
     ASSERT_FALSE(no_life);

@@ -3,11 +3,14 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <optional>
 #include <string>
+
+#include <sys/stat.h>
 
 namespace iam_tokend {
 namespace {
@@ -30,9 +33,11 @@ public:
 
     const fs::path& path() const { return path_; }
 
+    // Secret files must be private to their owner, so they are made 0600.
     std::string write(const std::string& name, std::string_view text) const {
         fs::path file = path_ / name;
         std::ofstream(file, std::ios::binary) << text;
+        fs::permissions(file, fs::perms::owner_read | fs::perms::owner_write);
         return file.string();
     }
 
@@ -144,6 +149,35 @@ TEST(SecretTest, DirectoryIsNotASecretFile) {
     EXPECT_NE(result.error.find("not a regular file"), std::string::npos) << result.error;
 }
 
+TEST(SecretTest, FileThatGroupOrOthersMayUseIsRefusedWithItsMode) {
+    TempDir dir;
+    std::string path = dir.write("apikey", marker);
+    for (mode_t mode : {0640, 0620, 0604, 0602, 0644, 0660}) {
+        ASSERT_EQ(::chmod(path.c_str(), mode), 0);
+        SecretResult result = load_secret(file_source(path));
+        EXPECT_FALSE(result.ok()) << std::oct << mode;
+        EXPECT_TRUE(result.value.empty());
+        std::array<char, 8> octal{};
+        std::snprintf(octal.data(), octal.size(), "%04o", static_cast<unsigned>(mode));
+        EXPECT_EQ(result.error,
+                  "api_key_file " + path + ": mode " + octal.data() +
+                      " lets group or others read or write the secret; make it 0600 or 0400");
+        expect_no_marker(result);
+    }
+}
+
+TEST(SecretTest, FileOnlyItsOwnerMayUseIsRead) {
+    TempDir dir;
+    std::string path = dir.write("apikey", marker);
+    // Execute bits grant nothing on a file that is only read.
+    for (mode_t mode : {0400, 0600, 0700, 0610, 0601}) {
+        ASSERT_EQ(::chmod(path.c_str(), mode), 0);
+        SecretResult result = load_secret(file_source(path));
+        ASSERT_TRUE(result.ok()) << std::oct << mode << ": " << result.error;
+        EXPECT_EQ(result.value, marker);
+    }
+}
+
 TEST(SecretTest, EnvironmentVariableIsRead) {
     ScopedEnv env("IAM_TOKEND_TEST_KEY", (std::string(marker) + "\n").c_str());
 
@@ -178,6 +212,27 @@ TEST(SecretTest, CredentialIsReadFromCredentialsDirectory) {
         load_secret({SecretSource::Kind::credential, "iam-apikey", "api_key_credential"});
     ASSERT_TRUE(result.ok()) << result.error;
     EXPECT_EQ(result.value, marker);
+}
+
+TEST(SecretTest, CredentialMayShowGroupReadButNotOthers) {
+    // systemd's ACL on a credential shows as group read (0440); others'
+    // bits still mean what they say.
+    TempDir dir;
+    std::string path = dir.write("iam-apikey", marker);
+    ScopedEnv env("CREDENTIALS_DIRECTORY", dir.path().c_str());
+    SecretSource source{SecretSource::Kind::credential, "iam-apikey", "api_key_credential"};
+
+    ASSERT_EQ(::chmod(path.c_str(), 0440), 0);
+    SecretResult acl_mask = load_secret(source);
+    ASSERT_TRUE(acl_mask.ok()) << acl_mask.error;
+    EXPECT_EQ(acl_mask.value, marker);
+
+    ASSERT_EQ(::chmod(path.c_str(), 0404), 0);
+    SecretResult world = load_secret(source);
+    EXPECT_FALSE(world.ok());
+    EXPECT_EQ(world.error,
+              "api_key_credential iam-apikey (" + path +
+                  "): mode 0404 lets others read or write the secret; make it 0600 or 0400");
 }
 
 TEST(SecretTest, MissingCredentialNamesItsPath) {

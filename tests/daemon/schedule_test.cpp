@@ -77,6 +77,35 @@ TEST(Schedule, PropertyRefreshLiesInItsWindow) {
     }
 }
 
+TEST(Schedule, PropertyRetriesAreNeverSoonerThanASecondNorPastTheirBounds) {
+    std::mt19937_64 random(2024);
+    std::uniform_real_distribution<double> initial_s(0.001, 30.0);
+    std::uniform_real_distribution<double> unit(0.0, 1.0);
+    std::uniform_int_distribution<int> failures(1, 100);
+    std::uniform_int_distribution<int> asked_s(0, 100000);
+
+    for (int i = 0; i < 100000; ++i) {
+        RefreshSettings settings;
+        settings.backoff_initial = Seconds(initial_s(random));
+        settings.backoff_max = settings.backoff_initial * (1.0 + 100 * unit(random));
+        std::optional<seconds> retry_after;
+        if (unit(random) < 0.5) {
+            retry_after = seconds(asked_s(random));
+        }
+
+        double delay = backoff_delay(failures(random), settings, unit(random), retry_after).count();
+
+        ASSERT_GE(delay, min_refresh_gap.count());
+        double bound = std::max(settings.backoff_max.count(), min_refresh_gap.count());
+        if (retry_after) {
+            double asked = static_cast<double>(std::min(*retry_after, retry_after_ceiling).count());
+            ASSERT_GE(delay, asked);
+            bound = std::max(bound, asked);
+        }
+        ASSERT_LE(delay, bound + 1e-9);
+    }
+}
+
 TEST(Schedule, BackoffDoublesToItsCap) {
     RefreshSettings settings; // 1 s doubling to 60 s
     EXPECT_DOUBLE_EQ(backoff_delay(1, settings, 1.0).count(), 1.0);

@@ -13,17 +13,23 @@ Grants accepted on POST /identity/token
     grant_type=password                                 with username, password
 The request needs `Content-Type: application/x-www-form-urlencoded` and
 `Authorization: Basic base64(client_id:client_secret)`. A `response_type`
-containing `uaa` adds `uaa_token` and `uaa_refresh_token` to the reply.
+containing `uaa` adds `uaa_token` and `uaa_refresh_token` to the reply; it
+needs `uaa_client_id` (IAM's UAA client, `cf`) and a `uaa_client_secret`
+field (empty for `cf`) too.
 
 Errors this fake returns (status, errorCode, when). The codes follow IAM's
 BXNIM numbering; those IAM documents are used for what it documents them
 for, the rest are this fake's own choice:
     401 BXNIM0308E  missing or wrong Basic client credentials
-    400 BXNIM0109E  a required form parameter is missing or empty
+    400 BXNIM0109E  a required form parameter is missing or empty (for
+                    a UAA token: uaa_client_id missing or empty, or
+                    uaa_client_secret missing)
     400 BXNIM0110E  Content-Type is not application/x-www-form-urlencoded
     400 BXNIM0103E  unsupported grant_type
     400 BXNIM0415E  API key not accepted ("Provided API key could not be found.")
     400 BXNIM0407E  refresh token unknown or revoked
+    400 BXNIM0408E  with reject_refresh_code=BXNIM0408E: refresh token expired
+    400 BXNIM0439E  with reject_refresh_code=BXNIM0439E: session not active
     400 BXNIM0602E  wrong username or password
     411 BXNIM0111E  no Content-Length (chunked bodies are not supported)
     413 BXNIM0112E  body larger than MAX_BODY_BYTES
@@ -39,7 +45,8 @@ Control API (no authentication; same host and port)
                               order: {time, request_id, path, method, grant_type,
                               authorization, content_type, accept, user_agent,
                               has_apikey, has_password, refresh_token_known,
-                              refresh_token_revoked, response_type, status}
+                              refresh_token_revoked, response_type,
+                              uaa_client_id, has_uaa_client_secret, status}
                               (status 0 means the connection was dropped)
     GET  /_control/issued     {"access_tokens": [...], "refresh_tokens": [...],
                                "uaa_tokens": [...],
@@ -75,13 +82,54 @@ Behaviour switches (POST /_control/set); all apply to token requests only:
                     token presented is revoked
     reject_apikey   true: API-key grants get 400 BXNIM0415E even for a
                     key that is accepted otherwise
+    reject_refresh_code
+                    the errorCode reject_refresh answers with: BXNIM0407E
+                    (invalid, the default), BXNIM0408E (expired) or
+                    BXNIM0439E (session not active)
+    rotate_refresh  true: a refresh token is revoked once a refresh grant
+                    has used it, as an IAM that rotates refresh tokens does
+    refresh_token_in_reply
+                    null: each reply carries a new refresh token; otherwise
+                    what replies carry instead: "not_supported" (that
+                    literal string), "absent", "empty" ("") or "null"
+    same_token      true: every grant answers with the access token issued
+                    last and its remaining life as expires_in
+    expires_in_json null, or the raw JSON text sent as expires_in in
+                    success replies (e.g. '"3600"', '1e30', 'true');
+                    "" leaves the field out
+    access_token_bytes, refresh_token_bytes
+                    null, or the exact length of the tokens issued from now
+    drip_s          > 0: success replies are sent one byte at a time with
+                    this many seconds between bytes
+    drip_body_only  true: with drip_s, the headers go at once and only the
+                    body drips
+    retry_after_date_s
+                    null, or send Retry-After on injected failures as an
+                    HTTP date this many seconds ahead (wins over retry_after)
+    fail_body_bytes null, or pad "html" failure pages to this many bytes
+    huge_bytes      the size of the "huge" bad body (default HUGE_BODY_BYTES)
+    omit_uaa        true: replies carry no uaa_token or uaa_refresh_token,
+                    even when response_type asks for them
+More bad_body kinds: "reset" (Content-Length promises more than is sent,
+then the connection is reset), "chunked_unfinished" (a chunked body whose
+last chunk never comes), "cut_in_token" (a complete HTTP reply whose JSON
+ends inside the access token), "html" (an HTML page labelled
+application/json).
 A request goes through them in this order: delay_s, drop, fail_status,
-request checks, reject_*, bad_body. To add a switch, add its default to
-default_behaviour() and act on it in TokenHandler.handle_token().
+request checks, reject_*, bad_body, then the success reply (shaped by
+same_token, refresh_token_in_reply, expires_in_json, the token sizes and
+drip_s). To add a switch, add its default to default_behaviour() and act on
+it in TokenHandler.handle_token().
+
+Each request entry in /_control/requests also has refresh_token_sha256:
+the first 16 hex digits of the SHA-256 of the refresh token presented, or
+null, so a test can follow one refresh token without the fake keeping it
+in its log.
 """
 
 import argparse
 import base64
+import email.utils
 import hashlib
 import http.server
 import json
@@ -90,6 +138,7 @@ import secrets
 import signal
 import socket
 import ssl
+import struct
 import sys
 import threading
 import time
@@ -105,6 +154,7 @@ MAX_BODY_BYTES = 64 * 1024
 HUGE_BODY_BYTES = 4 * 1024 * 1024
 DEFAULT_TOKEN_LIFE_S = 3600.0
 CLIENT_SOCKET_TIMEOUT_S = 30.0
+RESET_PAUSE_S = 0.5
 REFRESH_TOKEN_BYTES = 96
 
 BAD_BODIES = (
@@ -116,7 +166,20 @@ BAD_BODIES = (
     "negative_expires_in",
     "huge",
     "empty",
+    "reset",
+    "chunked_unfinished",
+    "cut_in_token",
+    "html",
 )
+REFRESH_TOKEN_FORMS = ("not_supported", "absent", "empty", "null")
+REFRESH_REJECTIONS = {
+    "BXNIM0407E": "Provided refresh token is invalid.",
+    "BXNIM0408E": "Provided refresh token is expired.",
+    "BXNIM0439E": "The session of this refresh token is no longer active.",
+}
+# A mark put in place of expires_in, then replaced by expires_in_json.
+EXPIRES_IN_MARK = "__fake_iam_expires_in__"
+HTTP_REASONS = {200: "OK", 502: "Bad Gateway"}
 
 
 def default_behaviour(token_life):
@@ -131,6 +194,19 @@ def default_behaviour(token_life):
         "bad_body": None,
         "reject_refresh": False,
         "reject_apikey": False,
+        "reject_refresh_code": "BXNIM0407E",
+        "rotate_refresh": False,
+        "refresh_token_in_reply": None,
+        "same_token": False,
+        "expires_in_json": None,
+        "access_token_bytes": None,
+        "refresh_token_bytes": None,
+        "drip_s": 0.0,
+        "drip_body_only": False,
+        "retry_after_date_s": None,
+        "fail_body_bytes": None,
+        "huge_bytes": HUGE_BODY_BYTES,
+        "omit_uaa": False,
     }
 
 
@@ -226,6 +302,13 @@ class IamState:
         bad_body = changes.get("bad_body")
         if bad_body is not None and bad_body not in BAD_BODIES:
             raise ValueError(f"bad_body must be one of {list(BAD_BODIES)} or null")
+        form = changes.get("refresh_token_in_reply")
+        if form is not None and form not in REFRESH_TOKEN_FORMS:
+            raise ValueError(f"refresh_token_in_reply must be one of "
+                             f"{list(REFRESH_TOKEN_FORMS)} or null")
+        code = changes.get("reject_refresh_code")
+        if code is not None and code not in REFRESH_REJECTIONS:
+            raise ValueError(f"reject_refresh_code must be one of {list(REFRESH_REJECTIONS)}")
         with self.lock:
             self.behaviour.update(changes)
             return dict(self.behaviour)
@@ -270,20 +353,16 @@ class IamState:
 
     def issue(self, subject, grant_type, with_uaa):
         """Mints and records a token set; returns the success body."""
-        life = self.snapshot()["token_life"]
+        behaviour = self.snapshot()
+        life = behaviour["token_life"]
         expires_in = max(1, round(life))
         now = time.time()
-        access = make_jwt(subject, grant_type, int(now), expires_in)
-        refresh = secrets.token_urlsafe(REFRESH_TOKEN_BYTES)
-        body = {
-            "access_token": access,
-            "refresh_token": refresh,
-            "ims_user_id": 0,
-            "token_type": "Bearer",
-            "expires_in": expires_in,
-            "expiration": int(now) + expires_in,
-            "scope": "ibm openid",
-        }
+        refresh = make_refresh_token(behaviour["refresh_token_bytes"])
+        if behaviour["same_token"] and self.access_details:
+            return self.reissue_last(subject, refresh, now)
+        access = make_jwt(subject, grant_type, int(now), expires_in,
+                          behaviour["access_token_bytes"])
+        body = token_body(access, refresh, expires_in, now)
         uaa = []
         if with_uaa:
             uaa = [make_jwt(subject, "uaa", int(now), expires_in),
@@ -302,8 +381,46 @@ class IamState:
             self.uaa_tokens.extend(uaa)
         return body
 
+    def reissue_last(self, subject, refresh, now):
+        """The access token issued last, with its remaining life (same_token)."""
+        with self.lock:
+            last = self.access_details[-1]
+            self.refresh_tokens[refresh] = {"subject": subject, "revoked": False}
+        return token_body(last["token"], refresh, round(last["expires_at"] - now), now)
 
-def make_jwt(subject, grant_type, iat, expires_in):
+
+def token_body(access, refresh, expires_in, now):
+    """A success reply shaped like IAM's."""
+    return {
+        "access_token": access,
+        "refresh_token": refresh,
+        "ims_user_id": 0,
+        "token_type": "Bearer",
+        "expires_in": expires_in,
+        "expiration": int(now) + expires_in,
+        "scope": "ibm openid",
+    }
+
+
+def html_page(title, size):
+    """An HTML error page, padded with a comment to `size` bytes when set."""
+    page = (f"<html><head><title>{title}</title></head>"
+            f"<body><h1>{title}</h1><p>Please try again later.</p></body></html>")
+    if size and size > len(page):
+        page += "<!--" + "p" * max(size - len(page) - 7, 0) + "-->"
+    return page
+
+
+def make_refresh_token(size):
+    """An opaque refresh token, `size` characters long when size is set."""
+    if not size:
+        return secrets.token_urlsafe(REFRESH_TOKEN_BYTES)
+    return secrets.token_urlsafe(size)[:size]
+
+
+def make_jwt(subject, grant_type, iat, expires_in, size=None):
+    """A JWT-shaped token; with `size`, its signature part is stretched or
+    cut so that the whole token is exactly `size` characters long."""
     header = {"kid": "fake-iam-1", "alg": "RS256", "typ": "JWT"}
     payload = {
         "iam_id": f"iam-{subject}",
@@ -321,12 +438,14 @@ def make_jwt(subject, grant_type, iat, expires_in):
         "scope": "ibm openid",
         "client_id": "bx",
     }
-    signature = secrets.token_bytes(256)
-    return ".".join([
+    head = ".".join([
         b64url(json.dumps(header, separators=(",", ":")).encode()),
         b64url(json.dumps(payload, separators=(",", ":")).encode()),
-        b64url(signature),
-    ])
+    ]) + "."
+    if not size:
+        return head + b64url(secrets.token_bytes(256))
+    length = max(size - len(head), 16)
+    return head + b64url(secrets.token_bytes(length))[:length]
 
 
 def subject_for_key(api_key):
@@ -374,6 +493,37 @@ class TokenHandler(http.server.BaseHTTPRequestHandler):
 
     def send_iam_error(self, status, code, message, request_id, extra=None):
         self.send(status, iam_error(code, message, request_id), extra=extra)
+
+    def send_dripped(self, status, body, drip_s, body_only):
+        """A complete reply written one byte every drip_s seconds (after the
+        headers when body_only); stops when the client hangs up."""
+        head = (f"HTTP/1.1 {status} {HTTP_REASONS.get(status, 'Status')}\r\n"
+                f"Server: {self.server_version}\r\n"
+                "Content-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n"
+                "Cache-Control: no-cache, no-store\r\n\r\n").encode()
+        self.close_connection = True
+        payload = head + body
+        if body_only:
+            self.wfile.write(head)
+            self.wfile.flush()
+            payload = body
+        try:
+            for i in range(len(payload)):
+                self.wfile.write(payload[i:i + 1])
+                self.wfile.flush()
+                time.sleep(drip_s)
+        except OSError:
+            pass
+
+    def reset_connection(self):
+        """Ends the connection with a TCP reset instead of a close."""
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))
+        except OSError:
+            pass
 
     def drop_connection(self):
         self.close_connection = True
@@ -432,6 +582,9 @@ class TokenHandler(http.server.BaseHTTPRequestHandler):
             "refresh_token_known": False,
             "refresh_token_revoked": False,
             "response_type": None,
+            "refresh_token_sha256": None,
+            "uaa_client_id": None,
+            "has_uaa_client_secret": False,
             "status": None,
         }
 
@@ -478,12 +631,35 @@ class TokenHandler(http.server.BaseHTTPRequestHandler):
         if behaviour["bad_body"]:
             entry["status"] = 200
             self.state.record_request(entry)
-            self.send_bad_body(behaviour["bad_body"], body)
+            self.send_bad_body(behaviour["bad_body"], body, behaviour)
             return
 
         entry["status"] = 200
         self.state.record_request(entry)
-        self.send(200, body)
+        self.send_success(body, behaviour)
+
+    def send_success(self, body, behaviour):
+        form = behaviour["refresh_token_in_reply"]
+        if form == "absent":
+            del body["refresh_token"]
+        elif form is not None:
+            body["refresh_token"] = {"not_supported": "not_supported", "empty": "",
+                                     "null": None}[form]
+
+        raw_expires_in = behaviour["expires_in_json"]
+        if raw_expires_in == "":
+            del body["expires_in"]
+        elif raw_expires_in is not None:
+            body["expires_in"] = EXPIRES_IN_MARK
+        text = json.dumps(body)
+        if raw_expires_in:
+            text = text.replace(json.dumps(EXPIRES_IN_MARK), raw_expires_in)
+
+        if behaviour["drip_s"] > 0:
+            self.send_dripped(200, text.encode(), behaviour["drip_s"],
+                              behaviour["drip_body_only"])
+            return
+        self.send(200, text)
 
     def parse_form(self, entry):
         """Reads the form and fills in what the request log records about it."""
@@ -494,10 +670,14 @@ class TokenHandler(http.server.BaseHTTPRequestHandler):
         entry["has_apikey"] = bool(form.get("apikey"))
         entry["has_password"] = bool(form.get("password"))
         entry["response_type"] = form.get("response_type")
+        entry["uaa_client_id"] = form.get("uaa_client_id")
+        entry["has_uaa_client_secret"] = "uaa_client_secret" in form
         if form.get("refresh_token"):
             known, revoked = self.state.refresh_token_state(form["refresh_token"])
             entry["refresh_token_known"] = known
             entry["refresh_token_revoked"] = revoked
+            entry["refresh_token_sha256"] = hashlib.sha256(
+                form["refresh_token"].encode()).hexdigest()[:16]
         return form
 
     def check_request(self, form):
@@ -515,6 +695,11 @@ class TokenHandler(http.server.BaseHTTPRequestHandler):
     def grant(self, form, behaviour):
         grant_type = form["grant_type"]
         with_uaa = "uaa" in (form.get("response_type") or "")
+        if with_uaa and (not form.get("uaa_client_id") or "uaa_client_secret" not in form):
+            raise RequestError(400, "BXNIM0109E",
+                               "Property missing or empty: uaa_client_id or "
+                               "uaa_client_secret.")
+        with_uaa = with_uaa and not behaviour["omit_uaa"]
         if grant_type == APIKEY_GRANT:
             return self.apikey_grant(form, behaviour, with_uaa)
         if grant_type == "refresh_token":
@@ -539,8 +724,13 @@ class TokenHandler(http.server.BaseHTTPRequestHandler):
         known, revoked = self.state.refresh_token_state(token)
         if behaviour["reject_refresh"] and known:
             self.state.revoke_one(token)
-        if not known or revoked or behaviour["reject_refresh"]:
+        if behaviour["reject_refresh"]:
+            code = behaviour["reject_refresh_code"]
+            raise RequestError(400, code, REFRESH_REJECTIONS[code])
+        if not known or revoked:
             raise RequestError(400, "BXNIM0407E", "Provided refresh token is invalid.")
+        if behaviour["rotate_refresh"]:
+            self.state.revoke_one(token)
         subject = self.state.subject_of_refresh(token)
         return self.state.issue(subject, "refresh_token", with_uaa)
 
@@ -560,6 +750,9 @@ class TokenHandler(http.server.BaseHTTPRequestHandler):
         extra = {}
         if behaviour["retry_after"] is not None:
             extra["Retry-After"] = str(behaviour["retry_after"])
+        if behaviour["retry_after_date_s"] is not None:
+            extra["Retry-After"] = email.utils.formatdate(
+                time.time() + behaviour["retry_after_date_s"], usegmt=True)
         body = behaviour["fail_body"]
         if body is None:
             code, message = injected_error(status)
@@ -567,13 +760,12 @@ class TokenHandler(http.server.BaseHTTPRequestHandler):
         elif isinstance(body, (dict, list)):
             self.send(status, body, extra=extra)
         elif body == "html":
-            page = (f"<html><head><title>{status}</title></head>"
-                    f"<body><h1>{status} Service Unavailable</h1></body></html>")
+            page = html_page(f"{status} Service Unavailable", behaviour["fail_body_bytes"])
             self.send(status, page, content_type="text/html", extra=extra)
         else:
             self.send(status, str(body), content_type="text/plain", extra=extra)
 
-    def send_bad_body(self, kind, good):
+    def send_bad_body(self, kind, good, behaviour):
         if kind == "not_json":
             self.send(200, "this is not json " + good["access_token"][:8])
         elif kind == "truncated":
@@ -587,17 +779,46 @@ class TokenHandler(http.server.BaseHTTPRequestHandler):
         elif kind == "negative_expires_in":
             self.send(200, dict(good, expires_in=-300))
         elif kind == "huge":
-            self.send(200, dict(good, padding="x" * HUGE_BODY_BYTES))
+            self.send(200, dict(good, padding="x" * behaviour["huge_bytes"]))
         elif kind == "empty":
             self.send(200, b"")
+        elif kind == "reset":
+            self.send_truncated(json.dumps(good).encode(), reset=True)
+        elif kind == "chunked_unfinished":
+            self.send_unfinished_chunks(json.dumps(good).encode())
+        elif kind == "cut_in_token":
+            text = json.dumps(good)
+            cut = text.index(good["access_token"]) + len(good["access_token"]) // 2
+            self.send(200, text[:cut])
+        elif kind == "html":
+            self.send(200, html_page("Maintenance", None))
 
-    def send_truncated(self, body):
-        """Promises the whole body, sends half of it, then hangs up."""
+    def send_truncated(self, body, reset=False):
+        """Promises the whole body, sends half of it, then hangs up (with a
+        TCP reset when `reset`)."""
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body[: len(body) // 2])
+        self.wfile.flush()
+        if reset:
+            # A reset right away would make the client's kernel discard
+            # what was sent; a peer that dies mid-transfer lets it arrive.
+            time.sleep(RESET_PAUSE_S)
+            self.reset_connection()
+        else:
+            self.drop_connection()
+
+    def send_unfinished_chunks(self, body):
+        """A chunked body: its first half in one chunk, then a hang-up where
+        the rest and the last (empty) chunk should have come."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        half = body[: len(body) // 2]
+        self.wfile.write(f"{len(half):x}\r\n".encode() + half + b"\r\n")
         self.wfile.flush()
         self.drop_connection()
 

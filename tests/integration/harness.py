@@ -21,6 +21,8 @@ import copy
 import http.client
 import json
 import os
+import re
+import resource
 import shutil
 import signal
 import socket
@@ -46,6 +48,9 @@ CLIENT_TIMEOUT_S = 15.0
 ERROR_TIMEOUT_S = 5.0
 POLL_INTERVAL_S = 0.05
 LOG_TAIL_LINES = 60
+
+# How AddressSanitizer, LeakSanitizer and UBSan start their reports.
+SANITIZER_REPORT = re.compile(r"(ERROR: \w*Sanitizer|SUMMARY: \w*Sanitizer|runtime error: )")
 
 BASIC_BX = "Basic " + base64.b64encode(b"bx:bx").decode()
 FORM_TYPE = "application/x-www-form-urlencoded"
@@ -306,8 +311,9 @@ class Daemon:
             json.dump(config, f, indent=2)
         return config
 
-    def start(self, wait_for_socket=True, env=None):
-        self.proc = start_process([self.binary, "run", "-c", self.config_path],
+    def start(self, wait_for_socket=True, env=None, prefix=()):
+        """prefix: a command that runs the daemon, e.g. ("prlimit", "--nofile=64")."""
+        self.proc = start_process([*prefix, self.binary, "run", "-c", self.config_path],
                                   self.log_path, env)
         if wait_for_socket:
             self.wait_for_socket()
@@ -383,6 +389,82 @@ def header_value(head, name):
     return None
 
 
+# --- raw clients and process figures ---------------------------------------
+
+
+def raw_connect(socket_path, timeout=CLIENT_TIMEOUT_S):
+    """A plain connected Unix socket, for clients that misbehave on purpose."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(socket_path)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def read_until_closed(sock, limit=1 << 22):
+    """Everything the peer sends until it closes (or `limit` bytes)."""
+    chunks, size = [], 0
+    while size < limit:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def raw_exchange(socket_path, data, timeout=CLIENT_TIMEOUT_S):
+    """Sends raw bytes on a new connection, half-closes it, and returns every
+    byte the daemon sent back before it closed the connection."""
+    with raw_connect(socket_path, timeout) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        return read_until_closed(sock)
+
+
+def split_responses(data):
+    """Parses HTTP responses sent one after another into Reply objects."""
+    replies = []
+    while data:
+        head, sep, rest = data.partition(b"\r\n\r\n")
+        if not sep:
+            raise AssertionError(f"a response without the end of its header: {data[:200]!r}")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", "0"))
+        replies.append(Reply(status, headers, rest[:length]))
+        data = rest[length:]
+    return replies
+
+
+def open_fds(pid):
+    """How many file descriptors the process has open."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def cpu_seconds(pid):
+    """User plus system CPU time the process has used so far."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # utime and stime are the 14th and 15th fields; fields[0] is the 3rd.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def raise_own_fd_limit():
+    """Lets the test process open as many sockets as its hard limit allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
 # --- the test base ---------------------------------------------------------
 
 
@@ -438,6 +520,16 @@ class IntegrationTest(unittest.TestCase):
         self.addCleanup(self.fake.stop)
         return self.fake.start()
 
+    def start_extra_fake(self, name, token_life=3600.0, api_keys=None, extra_args=()):
+        """Another fake IAM, with its files in the subfolder `name`; stopped at
+        clean-up. self.fake is left alone."""
+        folder = os.path.join(self.tmp, name)
+        os.makedirs(folder, exist_ok=True)
+        keys = [self.api_key] if api_keys is None else api_keys
+        fake = FakeIam(folder, self.pki, keys, token_life, 0, extra_args)
+        self.addCleanup(fake.stop)
+        return fake.start()
+
     def prepare_daemon(self, profile=None, top=None, token_url=None, ca_file=None):
         """Writes the config for the running fake; the daemon is not started."""
         self.daemon = Daemon(self.tmp)
@@ -455,6 +547,18 @@ class IntegrationTest(unittest.TestCase):
     def stop_daemon_and_check(self):
         self.daemon.stop()
         self.check_no_secrets_logged()
+        self.check_no_sanitizer_report()
+
+    def check_no_sanitizer_report(self, text=None, where=None):
+        """Fails if AddressSanitizer, LeakSanitizer or UBSan reported anything
+        (in the daemon's log unless given): the suite also runs against a
+        sanitizer build, whose reports go to stderr."""
+        if text is None:
+            text, where = self.daemon.read_log(), self.daemon.log_path
+        found = SANITIZER_REPORT.search(text)
+        if found:
+            start = max(0, found.start() - 200)
+            raise AssertionError(f"sanitizer report in {where}:\n{text[start:start + 2000]}")
 
     def secrets_in_use(self):
         """(name, value) of every secret the daemon has seen: the API key, and
@@ -500,3 +604,102 @@ class IntegrationTest(unittest.TestCase):
         issued = self.fake.issued()["access_tokens"]
         self.assertIn(token, issued,
                       f"served token ...{token[-8:]} was not issued by the fake IAM")
+
+
+def rewrite_config(path, change):
+    """Loads the JSON config at path, lets change(config) edit it in place,
+    and writes it back."""
+    with open(path, encoding="utf-8") as f:
+        config = json.load(f)
+    change(config)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(config, f, indent=2)
+
+
+# --- systemd's notify protocol ---------------------------------------------
+
+
+class NotifySocket:
+    """A datagram socket in the test folder standing in for systemd's
+    NOTIFY_SOCKET. Every datagram is kept with its arrival time and the
+    sender's pid (from SCM_CREDENTIALS), so tests can check who sent what
+    and when."""
+
+    MAX_DATAGRAM = 4096
+
+    def __init__(self, tmp, name="notify.sock"):
+        self.path = os.path.join(tmp, name)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        self.messages = []  # (monotonic time, sender pid, {name: value}, raw text)
+
+    def env(self, **extra):
+        """os.environ with NOTIFY_SOCKET pointing here, plus extra variables."""
+        return dict(os.environ, NOTIFY_SOCKET=self.path, **extra)
+
+    def close(self):
+        self.sock.close()
+
+    def receive(self, timeout):
+        """Reads one datagram within timeout and records it; None if none came."""
+        self.sock.settimeout(max(timeout, 0.001))
+        try:
+            data, ancillary, _, _ = self.sock.recvmsg(
+                self.MAX_DATAGRAM, socket.CMSG_SPACE(12))
+        except socket.timeout:
+            return None
+        pid = None
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                pid = int.from_bytes(payload[0:4], sys.byteorder)
+        text = data.decode("utf-8", "replace")
+        fields = dict(line.split("=", 1) for line in text.split("\n") if "=" in line)
+        message = (time.monotonic(), pid, fields, text)
+        self.messages.append(message)
+        return message
+
+    def wait_for(self, name, value=None, timeout=STARTUP_TIMEOUT_S):
+        """Receives until a message sets `name` (to `value`, if given);
+        returns that message."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                seen = [m[3] for m in self.messages]
+                raise AssertionError(f"no {name}={value or '...'} on the notify socket "
+                                     f"within {timeout:.1f} s; received {seen}")
+            message = self.receive(left)
+            if message is None:
+                continue
+            fields = message[2]
+            if name in fields and (value is None or fields[name] == value):
+                return message
+
+    def drain(self, duration):
+        """Receives everything that arrives during `duration` seconds."""
+        deadline = time.monotonic() + duration
+        while time.monotonic() < deadline:
+            self.receive(deadline - time.monotonic())
+        return self.messages
+
+    def with_field(self, name):
+        return [m for m in self.messages if name in m[2]]
+
+
+# --- running a test file ---------------------------------------------------
+
+# ctest reports a test that exits with this code as skipped, not passed
+# (SKIP_RETURN_CODE in CMakeLists.txt).
+EXIT_SKIPPED = 77
+
+
+def main():
+    """unittest.main(), but a file whose every test was skipped exits with
+    EXIT_SKIPPED, so that ctest shows it as skipped."""
+    result = unittest.main(exit=False).result
+    if not result.wasSuccessful():
+        sys.exit(1)
+    if result.skipped and len(result.skipped) >= result.testsRun:
+        sys.exit(EXIT_SKIPPED)
+    sys.exit(0)
