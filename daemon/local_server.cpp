@@ -6,9 +6,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/buffers_suffix.hpp>
@@ -35,14 +33,15 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using asio::as_tuple;
 using asio::use_awaitable;
-using namespace asio::experimental::awaitable_operators;
 using Protocol = asio::local::stream_protocol;
 using Clock = std::chrono::steady_clock;
 
 namespace {
 
-// One read from a client asks for this much room at most.
-constexpr std::size_t read_chunk = 4 * 1024;
+// One read from a client asks for this much room at most: room for any
+// usual request, and, held by every connection that waits for its next
+// one, what most of an idle connection's memory is.
+constexpr std::size_t read_chunk = 1024;
 // Closing a Unix socket that holds unread data resets it, and the client
 // may lose the reply sent just before. So before the server closes a
 // connection after a reply, it reads and drops what the client still sends,
@@ -241,6 +240,7 @@ struct LocalServer::Connection {
     asio::steady_timer timer; // the watchdog's alarm
     Clock::time_point deadline = never;
     const char* what_is_late = ""; // for the log, when the deadline is missed
+    bool ended = false;            // the session is over; the watchdog stops
     beast::flat_buffer buffer;     // bytes received and not parsed yet
     RequestReader reader;          // reset for each request, keeping its room
     Peer peer;
@@ -455,19 +455,24 @@ void LocalServer::evict(Connection& connection) {
 }
 
 asio::awaitable<void> LocalServer::session(Socket socket) {
-    Connection connection(std::move(socket));
+    // Shared with the watchdog, which may outlive this coroutine briefly.
+    auto shared = std::make_shared<Connection>(std::move(socket));
+    Connection& connection = *shared;
     connection.peer = peer_of(connection.socket);
     // Synchronous writes return at once instead of blocking (see send()).
     boost::system::error_code ec;
     connection.socket.non_blocking(true, ec);
     OpenConnection counted(metrics_);
     ++open_;
+    asio::co_spawn(executor_, watchdog(shared), log_escape("a connection's watchdog"));
     try {
-        co_await (serve(connection) || watchdog(connection));
+        co_await serve(connection);
     } catch (const std::exception& e) {
         spdlog::error("a client connection failed: {}", e.what());
     }
 
+    connection.ended = true;
+    connection.timer.cancel();
     stop_waiting(connection);
     boost::system::error_code ignored;
     connection.socket.shutdown(Protocol::socket::shutdown_send, ignored);
@@ -476,18 +481,16 @@ asio::awaitable<void> LocalServer::session(Socket socket) {
     room_.cancel();
 }
 
-// Ends the connection (by returning, which cancels serve()) when it misses
-// its deadline, and returns quietly when serve() ends first.
-asio::awaitable<void> LocalServer::watchdog(Connection& connection) {
-    for (;;) {
-        connection.timer.expires_at(connection.deadline);
-        co_await connection.timer.async_wait(as_tuple(use_awaitable));
-        auto state = co_await asio::this_coro::cancellation_state;
-        if (state.cancelled() != asio::cancellation_type::none) {
-            co_return;
-        }
-        if (Clock::now() >= connection.deadline) {
-            spdlog::debug("closing a client connection: {}", connection.what_is_late);
+// Closes the connection when it misses its deadline, which ends the read or
+// write serve() waits in; returns quietly once the session has ended.
+asio::awaitable<void> LocalServer::watchdog(std::shared_ptr<Connection> connection) {
+    while (!connection->ended) {
+        connection->timer.expires_at(connection->deadline);
+        co_await connection->timer.async_wait(as_tuple(use_awaitable));
+        if (!connection->ended && Clock::now() >= connection->deadline) {
+            spdlog::debug("closing a client connection: {}", connection->what_is_late);
+            boost::system::error_code ignored;
+            connection->socket.close(ignored);
             co_return;
         }
     }
@@ -625,8 +628,13 @@ asio::awaitable<bool> LocalServer::send(Connection& connection,
 
 // Ends the connection after a reply: says so to the client, then drops
 // what it still sends until it closes its side (within the linger bounds).
+// Only bytes still unread when the socket closes reset it, so with none
+// waiting (the usual case) the connection is closed at once.
 asio::awaitable<void> LocalServer::linger(Connection& connection) {
     boost::system::error_code ignored;
+    if (connection.socket.available(ignored) == 0 && !ignored) {
+        co_return;
+    }
     connection.socket.shutdown(Protocol::socket::shutdown_send, ignored);
     connection.buffer.clear();
     connection.expect_by(Clock::now() + linger_timeout, "it did not close after its reply");

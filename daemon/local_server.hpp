@@ -36,6 +36,7 @@
 #include <chrono>
 #include <cstddef>
 #include <list>
+#include <memory>
 #include <string>
 
 #include <sys/types.h>
@@ -97,7 +98,7 @@ private:
     boost::asio::awaitable<void> make_room();
     boost::asio::awaitable<void> session(Socket socket);
     boost::asio::awaitable<void> serve(Connection& connection);
-    boost::asio::awaitable<void> watchdog(Connection& connection);
+    boost::asio::awaitable<void> watchdog(std::shared_ptr<Connection> connection);
     boost::asio::awaitable<Received> receive(Connection& connection,
                                              RequestReader& reader,
                                              std::chrono::steady_clock::duration first_byte_within);
