@@ -1,7 +1,7 @@
 #include "routes.hpp"
 
-#include "metrics.hpp"
 #include "iam_request.hpp"
+#include "metrics.hpp"
 
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
