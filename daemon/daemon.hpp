@@ -56,7 +56,7 @@ private:
     // Declared before io_ so that it outlives every coroutine frame io_
     // destroys: connections report their end to it.
     Metrics metrics_;
-    boost::asio::io_context io_;
+    boost::asio::io_context io_{1}; // the hint: one thread runs it
     std::string config_path_;
     Config config_;
     // Fixed at start: where tokens are saved (none when unset or unusable).

@@ -6,11 +6,11 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/buffers_suffix.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/http/write.hpp>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -33,13 +33,15 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using asio::as_tuple;
 using asio::use_awaitable;
-using namespace asio::experimental::awaitable_operators;
 using Protocol = asio::local::stream_protocol;
+using Clock = std::chrono::steady_clock;
 
 namespace {
 
-// One read from a client asks for this much room at most.
-constexpr std::size_t read_chunk = 4 * 1024;
+// One read from a client asks for this much room at most: room for any
+// usual request, and, held by every connection that waits for its next
+// one, what most of an idle connection's memory is.
+constexpr std::size_t read_chunk = 1024;
 // Closing a Unix socket that holds unread data resets it, and the client
 // may lose the reply sent just before. So before the server closes a
 // connection after a reply, it reads and drops what the client still sends,
@@ -209,19 +211,45 @@ std::size_t connection_limit() {
 }
 
 // A client connection as the server sees it.
+//
+// Every step of a connection has a deadline (the first byte of a request,
+// the rest of it, a reply the client must take, the linger before closing),
+// and one watchdog per connection enforces them all (see watchdog()). A step
+// moves the deadline with expect_by(), which costs nothing in the usual case
+// of a deadline later than the last: the watchdog's timer is left alone, and
+// when it goes off it sees the later deadline and sleeps again. Only a
+// deadline brought forward wakes the watchdog to re-arm. So a request that
+// arrives whole and a reply that goes at once touch no timer at all.
 struct LocalServer::Connection {
+    static constexpr Clock::time_point never = Clock::time_point::max();
+
     explicit Connection(Socket client)
         : socket(std::move(client)),
           timer(socket.get_executor()),
           buffer(max_request_header + read_chunk) {}
 
+    void expect_by(Clock::time_point when, const char* missed) {
+        deadline = when;
+        what_is_late = missed;
+        if (when < timer.expiry()) {
+            timer.cancel(); // the watchdog re-arms for the earlier deadline
+        }
+    }
+
     Socket socket;
-    asio::steady_timer timer;  // the deadline of the read or write under way
-    beast::flat_buffer buffer; // bytes received and not parsed yet
+    asio::steady_timer timer; // the watchdog's alarm
+    Clock::time_point deadline = never;
+    const char* what_is_late = ""; // for the log, when the deadline is missed
+    bool ended = false;            // the session is over; the watchdog stops
+    beast::flat_buffer buffer;     // bytes received and not parsed yet
+    RequestReader reader;          // reset for each request, keeping its room
     Peer peer;
     bool waiting = false;
+    // The connection's entry in waiting_, moved in and out by splicing so
+    // that waiting for a request allocates nothing.
+    std::list<Connection*> waiting_entry{this};
     std::list<Connection*>::iterator waiting_at;
-    std::chrono::steady_clock::time_point waiting_since;
+    Clock::time_point waiting_since;
 };
 
 LocalServer::LocalServer(asio::any_io_executor executor, Router& router, SocketSettings settings)
@@ -405,13 +433,16 @@ LocalServer::Connection* LocalServer::evictable() const {
 
 void LocalServer::start_waiting(Connection& connection) {
     connection.waiting = true;
-    connection.waiting_since = std::chrono::steady_clock::now();
-    connection.waiting_at = waiting_.insert(waiting_.end(), &connection);
+    connection.waiting_since = Clock::now();
+    connection.waiting_at = connection.waiting_entry.begin();
+    waiting_.splice(waiting_.end(), connection.waiting_entry);
 }
 
 void LocalServer::stop_waiting(Connection& connection) {
     if (connection.waiting) {
-        waiting_.erase(connection.waiting_at);
+        connection.waiting_entry.splice(connection.waiting_entry.end(),
+                                        waiting_,
+                                        connection.waiting_at);
         connection.waiting = false;
     }
 }
@@ -424,16 +455,24 @@ void LocalServer::evict(Connection& connection) {
 }
 
 asio::awaitable<void> LocalServer::session(Socket socket) {
-    Connection connection(std::move(socket));
+    // Shared with the watchdog, which may outlive this coroutine briefly.
+    auto shared = std::make_shared<Connection>(std::move(socket));
+    Connection& connection = *shared;
     connection.peer = peer_of(connection.socket);
+    // Synchronous writes return at once instead of blocking (see send()).
+    boost::system::error_code ec;
+    connection.socket.non_blocking(true, ec);
     OpenConnection counted(metrics_);
     ++open_;
+    asio::co_spawn(executor_, watchdog(shared), log_escape("a connection's watchdog"));
     try {
         co_await serve(connection);
     } catch (const std::exception& e) {
         spdlog::error("a client connection failed: {}", e.what());
     }
 
+    connection.ended = true;
+    connection.timer.cancel();
     stop_waiting(connection);
     boost::system::error_code ignored;
     connection.socket.shutdown(Protocol::socket::shutdown_send, ignored);
@@ -442,35 +481,60 @@ asio::awaitable<void> LocalServer::session(Socket socket) {
     room_.cancel();
 }
 
+// Closes the connection when it misses its deadline, which ends the read or
+// write serve() waits in; returns quietly once the session has ended.
+asio::awaitable<void> LocalServer::watchdog(std::shared_ptr<Connection> connection) {
+    while (!connection->ended) {
+        connection->timer.expires_at(connection->deadline);
+        co_await connection->timer.async_wait(as_tuple(use_awaitable));
+        if (!connection->ended && Clock::now() >= connection->deadline) {
+            spdlog::debug("closing a client connection: {}", connection->what_is_late);
+            boost::system::error_code ignored;
+            connection->socket.close(ignored);
+            co_return;
+        }
+    }
+}
+
 // Request after request until the client closes, times out, or asks to close.
 asio::awaitable<void> LocalServer::serve(Connection& connection) {
     // A new client owes its request at once; between requests it may idle.
     auto first_byte_within = to_steady(settings_.request_timeout);
+    RequestReader& reader = connection.reader;
 
     while (!stopping_) {
-        RequestReader reader;
+        reader.reset();
         Received received = co_await receive(connection, reader, first_byte_within);
         if (received == Received::nothing) {
             co_return;
         }
         if (received == Received::malformed) {
-            LocalReply refusal = reader.refusal();
+            RenderedReply refusal = render(reader.refusal());
             count_request(Route::unparsed, refusal.status);
-            if (co_await send(connection,
-                              to_response(std::move(refusal), reader.version(), false))) {
+            if (co_await send(connection, refusal, reader.version(), false)) {
                 co_await linger(connection);
             }
             co_return;
         }
 
+        // Answering has no deadline of its own: a client may wait for a token.
+        connection.expect_by(Connection::never, "");
         ++busy_;
-        LocalRequest request = reader.request();
-        Route route = route_of(request.target);
-        LocalReply reply = co_await answer(std::move(request), connection.peer);
-        count_request(route, reply.status);
+        // Nearly every request is for a token that is there: its reply is
+        // ready, rendered. Only the others go through the router's coroutine.
+        auto reply = router_.answer_now(reader.method(), reader.target(), connection.peer);
+        Route route = Route::unparsed;
+        if (reply) {
+            route = route_of(reader.target());
+        } else {
+            LocalRequest request = reader.request();
+            route = route_of(request.target);
+            LocalReply answered = co_await answer(std::move(request), connection.peer);
+            reply = std::make_shared<const RenderedReply>(render(std::move(answered)));
+        }
+        count_request(route, reply->status);
         bool keep_alive = reader.keep_alive() && !stopping_;
-        bool sent =
-            co_await send(connection, to_response(std::move(reply), reader.version(), keep_alive));
+        bool sent = co_await send(connection, *reply, reader.version(), keep_alive);
         --busy_;
         if (!sent) {
             co_return;
@@ -490,10 +554,13 @@ asio::awaitable<LocalServer::Received>
 LocalServer::receive(Connection& connection,
                      RequestReader& reader,
                      std::chrono::steady_clock::duration first_byte_within) {
+    constexpr const char* late = "no complete request in time";
     auto& buffer = connection.buffer;
     auto request_timeout = to_steady(settings_.request_timeout);
-    auto deadline = std::chrono::steady_clock::now() +
-                    (buffer.size() > 0 ? request_timeout : first_byte_within);
+    // Bytes already here have started the request.
+    bool started = buffer.size() > 0;
+    connection.expect_by(Clock::now() + (started ? request_timeout : first_byte_within), late);
+    Clock::time_point first_byte_at;
     start_waiting(connection);
 
     for (;;) {
@@ -501,6 +568,12 @@ LocalServer::receive(Connection& connection,
             buffer.consume(reader.feed(as_view(buffer)));
             if (reader.state() != RequestReader::State::reading) {
                 break;
+            }
+            // A request that did not arrive whole: the rest is due within
+            // request_timeout of its first byte.
+            if (!started) {
+                started = true;
+                connection.expect_by(first_byte_at + request_timeout, late);
             }
         }
         // The reader refuses a header before it could fill the buffer.
@@ -510,24 +583,16 @@ LocalServer::receive(Connection& connection,
             co_return Received::nothing;
         }
 
-        connection.timer.expires_at(deadline);
-        auto outcome = co_await (
-            connection.socket.async_read_some(buffer.prepare(room), as_tuple(use_awaitable)) ||
-            connection.timer.async_wait(as_tuple(use_awaitable)));
-        if (outcome.index() == 1) {
-            spdlog::debug("closing a client connection: no complete request in time");
-            stop_waiting(connection);
-            co_return Received::nothing;
-        }
-        auto [ec, bytes] = std::get<0>(outcome);
+        auto [ec, bytes] = co_await connection.socket.async_read_some(buffer.prepare(room),
+                                                                      as_tuple(use_awaitable));
         if (ec) {
-            // Closed, reset, evicted, or the server is stopping.
+            // Closed, reset, evicted, late, or the server is stopping.
             spdlog::debug("closing a client connection: {}", ec.message());
             stop_waiting(connection);
             co_return Received::nothing;
         }
         if (buffer.size() == 0) {
-            deadline = std::chrono::steady_clock::now() + request_timeout;
+            first_byte_at = Clock::now();
         }
         buffer.commit(bytes);
     }
@@ -537,39 +602,48 @@ LocalServer::receive(Connection& connection,
                                                                : Received::malformed;
 }
 
-// Writes the response, unless the client does not take it within
-// request_timeout; false when it could not be written whole.
-asio::awaitable<bool> LocalServer::send(Connection& connection, HttpResponse response) {
-    connection.timer.expires_after(to_steady(settings_.request_timeout));
-    auto outcome =
-        co_await (http::async_write(connection.socket, response, as_tuple(use_awaitable)) ||
-                  connection.timer.async_wait(as_tuple(use_awaitable)));
-    if (outcome.index() == 1) {
-        spdlog::debug("closing a client connection: it did not take its reply in time");
-        co_return false;
+// Writes a reply with one gathered write. Nearly always it fits in the
+// socket's buffer and goes at once, with no timer involved; a client that
+// does not read gets request_timeout to take the rest. False when the reply
+// could not be written whole.
+asio::awaitable<bool> LocalServer::send(Connection& connection,
+                                        const RenderedReply& reply,
+                                        unsigned request_version,
+                                        bool keep_alive) {
+    auto buffers = wire_buffers(reply, request_version, keep_alive);
+    boost::system::error_code ec;
+    std::size_t written = asio::write(connection.socket, buffers, ec);
+    if (ec != asio::error::would_block) {
+        co_return !ec;
     }
-    boost::system::error_code ec = std::get<0>(std::get<0>(outcome));
-    co_return !ec;
+
+    connection.expect_by(Clock::now() + to_steady(settings_.request_timeout),
+                         "it did not take its reply in time");
+    beast::buffers_suffix rest(buffers);
+    rest.consume(written);
+    auto [write_ec, more] =
+        co_await asio::async_write(connection.socket, rest, as_tuple(use_awaitable));
+    co_return !write_ec;
 }
 
 // Ends the connection after a reply: says so to the client, then drops
 // what it still sends until it closes its side (within the linger bounds).
+// Only bytes still unread when the socket closes reset it, so with none
+// waiting (the usual case) the connection is closed at once.
 asio::awaitable<void> LocalServer::linger(Connection& connection) {
     boost::system::error_code ignored;
+    if (connection.socket.available(ignored) == 0 && !ignored) {
+        co_return;
+    }
     connection.socket.shutdown(Protocol::socket::shutdown_send, ignored);
     connection.buffer.clear();
-    connection.timer.expires_after(linger_timeout);
+    connection.expect_by(Clock::now() + linger_timeout, "it did not close after its reply");
 
     std::size_t dropped = 0;
     while (dropped < linger_max_bytes) {
-        auto outcome =
-            co_await (connection.socket.async_read_some(connection.buffer.prepare(read_chunk),
-                                                        as_tuple(use_awaitable)) ||
-                      connection.timer.async_wait(as_tuple(use_awaitable)));
-        if (outcome.index() == 1) {
-            co_return;
-        }
-        auto [ec, bytes] = std::get<0>(outcome);
+        auto [ec, bytes] =
+            co_await connection.socket.async_read_some(connection.buffer.prepare(read_chunk),
+                                                       as_tuple(use_awaitable));
         if (ec) {
             co_return; // end of stream: the client has closed its side
         }

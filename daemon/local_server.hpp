@@ -36,6 +36,7 @@
 #include <chrono>
 #include <cstddef>
 #include <list>
+#include <memory>
 #include <string>
 
 #include <sys/types.h>
@@ -97,10 +98,14 @@ private:
     boost::asio::awaitable<void> make_room();
     boost::asio::awaitable<void> session(Socket socket);
     boost::asio::awaitable<void> serve(Connection& connection);
+    boost::asio::awaitable<void> watchdog(std::shared_ptr<Connection> connection);
     boost::asio::awaitable<Received> receive(Connection& connection,
                                              RequestReader& reader,
                                              std::chrono::steady_clock::duration first_byte_within);
-    boost::asio::awaitable<bool> send(Connection& connection, HttpResponse response);
+    boost::asio::awaitable<bool> send(Connection& connection,
+                                      const RenderedReply& reply,
+                                      unsigned request_version,
+                                      bool keep_alive);
     boost::asio::awaitable<void> linger(Connection& connection);
     boost::asio::awaitable<LocalReply> answer(LocalRequest request, Peer peer);
     void count_request(Route route, unsigned status);

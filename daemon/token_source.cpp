@@ -520,6 +520,13 @@ std::chrono::seconds TokenSource::retry_after() const {
     return std::max(left, std::chrono::seconds(1));
 }
 
+std::int64_t TokenSource::next_refresh_in() const {
+    if (in_flight_) {
+        return 0;
+    }
+    return std::max<std::int64_t>(0, whole_seconds(next_attempt_ - BootClock::now()));
+}
+
 SourceState TokenSource::state() const {
     if (!token_) {
         return SourceState::starting;
@@ -553,9 +560,7 @@ json::object TokenSource::status() const {
         out["expiration"] = nullptr;
         out["token_fingerprint"] = nullptr;
     }
-    out["next_refresh_in"] =
-        in_flight_ ? json::value(0)
-                   : json::value(std::max<std::int64_t>(0, whole_seconds(next_attempt_ - now)));
+    out["next_refresh_in"] = next_refresh_in();
 
     if (last_attempt_at_) {
         out["last_refresh"] = {

@@ -144,6 +144,9 @@ public:
     // Seconds a client should wait before asking again (Retry-After).
     std::chrono::seconds retry_after() const;
 
+    // Whole seconds until the next attempt starts; 0 while one is under way.
+    std::int64_t next_refresh_in() const;
+
     SourceState state() const;
     int consecutive_failures() const { return consecutive_failures_; }
     const std::optional<Failure>& last_error() const { return last_error_; }

@@ -51,10 +51,10 @@ die() {
     exit 1
 }
 
-# Prints the required packages that are not installed, one a line.
+# Prints those of the packages named that are not installed, one a line.
 missing_packages() {
     local package status
-    for package in "${required_packages[@]}"; do
+    for package in "$@"; do
         status=$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null) || status=""
         if [[ $status != "install ok installed" ]]; then
             printf '%s\n' "$package"
@@ -62,15 +62,16 @@ missing_packages() {
     done
 }
 
-# Installs the missing packages with apt-get, as root or through sudo.
-# Does nothing (and never calls apt-get) when all are there.
+# Installs the missing packages with apt-get, as root or through sudo: the
+# required ones, and any named as arguments. Does nothing (and never calls
+# apt-get) when all are there.
 install_missing_packages() {
     if ! command -v dpkg-query >/dev/null; then
         die "dpkg-query not found: these scripts expect Debian 12"
     fi
 
     local -a missing
-    mapfile -t missing < <(missing_packages)
+    mapfile -t missing < <(missing_packages "${required_packages[@]}" "$@")
     if ((${#missing[@]} == 0)); then
         return 0
     fi

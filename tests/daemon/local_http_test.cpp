@@ -91,17 +91,51 @@ TEST(RequestReaderTest, RefusesBadRequestsAndLargeBodies) {
     EXPECT_EQ(rest, "GET");
 }
 
-TEST(ToResponseTest, SetsFramingAndKeepAlive) {
-    LocalReply reply = Router::error(404, "not_found", "nothing here");
+TEST(RenderTest, HeadHasStatusLineServerTypeOwnFieldsAndLength) {
+    LocalReply reply = Router::error(503, "token_unavailable", "none yet");
     reply.headers.emplace_back("Retry-After", "3");
-    HttpResponse response = to_response(reply, 10, false);
-    EXPECT_EQ(response.result_int(), 404U);
-    EXPECT_EQ(response.version(), 10U);
-    EXPECT_EQ(response[boost::beast::http::field::retry_after], "3");
-    EXPECT_EQ(response[boost::beast::http::field::content_length],
-              std::to_string(reply.body.size()));
-    EXPECT_FALSE(response.keep_alive());
-    EXPECT_EQ(to_response(reply, 11, true).version(), 11U);
+    RenderedReply rendered = render(reply);
+    EXPECT_EQ(rendered.status, 503U);
+    EXPECT_EQ(rendered.body, reply.body);
+    EXPECT_EQ(rendered.head,
+              "HTTP/1.1 503 Service Unavailable\r\n"
+              "Server: iam-tokend\r\n"
+              "Content-Type: application/json\r\n"
+              "Retry-After: 3\r\n"
+              "Content-Length: " +
+                  std::to_string(reply.body.size()) + "\r\n");
+}
+
+TEST(RenderTest, WireFollowsTheRequestsVersionAndConnection) {
+    LocalReply reply;
+    reply.content_type = "text/plain";
+    reply.body = "abc";
+    RenderedReply rendered = render(reply);
+    std::string head = "Server: iam-tokend\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n";
+
+    EXPECT_EQ(wire(rendered, 11, true), "HTTP/1.1 200 OK\r\n" + head + "\r\nabc");
+    EXPECT_EQ(wire(rendered, 11, false),
+              "HTTP/1.1 200 OK\r\n" + head + "Connection: close\r\n\r\nabc");
+    EXPECT_EQ(wire(rendered, 10, true),
+              "HTTP/1.0 200 OK\r\n" + head + "Connection: keep-alive\r\n\r\nabc");
+    EXPECT_EQ(wire(rendered, 10, false),
+              "HTTP/1.0 200 OK\r\n" + head + "Connection: close\r\n\r\nabc");
+}
+
+TEST(RequestReaderTest, ResetReadsTheNextRequestWithTheSameReader) {
+    RequestReader reader;
+    feed_in_pieces(reader, "GET /v1/token/a-long-profile-name?format=raw HTTP/1.1\r\n\r\n", 64);
+    ASSERT_EQ(reader.state(), State::complete);
+    EXPECT_EQ(reader.target(), "/v1/token/a-long-profile-name?format=raw");
+
+    reader.reset();
+    EXPECT_EQ(reader.state(), State::reading);
+    feed_in_pieces(reader, "POST /v1/refresh HTTP/1.0\r\n\r\n", 64);
+    ASSERT_EQ(reader.state(), State::complete);
+    EXPECT_EQ(reader.method(), "POST");
+    EXPECT_EQ(reader.target(), "/v1/refresh");
+    EXPECT_EQ(reader.version(), 10U);
+    EXPECT_FALSE(reader.keep_alive());
 }
 
 } // namespace

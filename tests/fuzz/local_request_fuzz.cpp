@@ -16,7 +16,6 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
-#include <boost/beast/http/write.hpp>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -25,7 +24,6 @@
 #include <cstdlib>
 #include <exception>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <string_view>
 
@@ -73,12 +71,6 @@ struct Fixture {
         return answered;
     }
 };
-
-std::string wire(const HttpResponse& response) {
-    std::ostringstream out;
-    out << response;
-    return out.str();
-}
 
 // The reply as a client would read it: one complete, well-formed response.
 void check_reply(const std::string& bytes, unsigned expected_status) {
@@ -140,13 +132,13 @@ bool answer_next(Fixture& fixture, Delivery& delivery) {
         if (status != 400 && status != 413 && status != 431) {
             std::abort();
         }
-        check_reply(wire(to_response(std::move(refusal), 11, false)), status);
+        check_reply(wire(render(std::move(refusal)), 11, false), status);
         return false;
     }
 
     LocalReply reply = fixture.answer(reader.request());
     unsigned status = reply.status;
-    check_reply(wire(to_response(std::move(reply), reader.version(), reader.keep_alive())), status);
+    check_reply(wire(render(std::move(reply)), reader.version(), reader.keep_alive()), status);
     return reader.keep_alive();
 }
 
